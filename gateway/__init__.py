@@ -1,0 +1,1 @@
+"""hopline gateway: WebSocket and HTTP front door that turns frames into RabbitMQ requests."""

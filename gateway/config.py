@@ -1,0 +1,54 @@
+"""Gateway settings: one frozen dataclass, filled by the CLI from options and environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gateway.topology import QueueTopology
+
+__all__ = ["DEFAULT_RABBITMQ_URL", "GatewaySettings"]
+
+DEFAULT_RABBITMQ_URL = "amqp://guest:guest@localhost:5672/"
+
+BatchingMode = Literal["auto", "on", "off"]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """Everything the gateway needs to run.
+
+    Attributes:
+        rabbitmq_url: AMQP URL of the broker.
+        host, port: where the HTTP/WebSocket server listens.
+        topology: names and arguments of the input queues.
+        request_timeout: seconds a request may wait for its reply; also the
+            AMQP ``expiration`` of the request, so no processor works on it later.
+        window: requests one socket may have in flight; when full, the gateway
+            stops reading that socket and TCP pushes back on the client.
+        batching: ``auto`` packs requests into batches while hopline processors
+            consume the batch queue, ``on`` always, ``off`` never (one plain AMQP
+            message per request).
+        max_batch: most requests in one batch message.
+        max_message_size: largest frame accepted from a client, in bytes
+            (larger frames close the socket with 1009).
+        persistent: publish requests as persistent messages.
+        management_url: optional RabbitMQ management API base URL, used for queue
+            statistics (adds unacknowledged counts).
+        stats_interval: seconds between two queue-depth samples.
+    """
+
+    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
+    host: str = "0.0.0.0"
+    port: int = 8000
+    topology: QueueTopology = field(default_factory=QueueTopology)
+    request_timeout: float = 30.0
+    window: int = 64
+    batching: BatchingMode = "auto"
+    max_batch: int = 512
+    max_message_size: int = 64 * 1024
+    persistent: bool = False
+    management_url: str | None = None
+    stats_interval: float = 1.0
+    handshake_timeout: float = 10.0
+    drain_timeout: float = 10.0

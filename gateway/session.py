@@ -1,0 +1,152 @@
+"""One WebSocket connection: read loop, in-flight window, reply ordering.
+
+Contract:
+
+* Every frame read becomes one request submitted to the broker at once; the
+  session does not wait for a reply before reading the next frame.
+* At most ``window`` requests are in flight; when the window is full the session
+  stops reading, so the socket's buffers fill and TCP pushes back on the client.
+* Plain mode delivers replies (and error frames) in request order; ``hopline.v1``
+  delivers each as soon as it arrives, tagged with the client's id.
+* When the socket closes, its outstanding requests are cancelled: their replies,
+  if they still come, are dropped by the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from gateway.broker import Broker
+from gateway.metrics import GatewayMetrics
+from gateway.protocol import (
+    SUBPROTOCOL,
+    ErrorCode,
+    ProtocolError,
+    decode_envelope,
+    encode_envelope_error,
+    encode_envelope_reply,
+    encode_plain_error,
+)
+from gateway.requests import Failure, Request, Result
+
+__all__ = ["Session"]
+
+log = logging.getLogger(__name__)
+
+_UNSET: Any = object()
+
+
+class Session:
+    """Serve one accepted WebSocket until either side closes it."""
+
+    def __init__(
+        self,
+        ws: ServerConnection,
+        broker: Broker,
+        metrics: GatewayMetrics,
+        window: int,
+    ) -> None:
+        self.ws = ws
+        self.broker = broker
+        self.metrics = metrics
+        self.window = window
+        self.envelope = ws.subprotocol == SUBPROTOCOL
+        self._loop = asyncio.get_running_loop()
+        self._outstanding: set[Request] = set()
+        self._ordered: deque[list[Any]] = deque()  # plain mode: [result, t0] in request order
+        self._outgoing: deque[tuple[str | bytes, bool]] = deque()  # (frame, ends a request)
+        self._outgoing_ready = asyncio.Event()
+        self._window_open = asyncio.Event()
+        self._window_open.set()
+        self._in_flight = 0
+
+    async def run(self) -> None:
+        """Read frames until the connection closes, then clean up."""
+        writer = self._loop.create_task(self._write_loop())
+        try:
+            await self._read_loop()
+        except ConnectionClosed:
+            pass
+        finally:
+            for request in self._outstanding:
+                self.broker.cancel(request)
+            self._outstanding.clear()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await writer
+
+    async def _read_loop(self) -> None:
+        ws, window, submit = self.ws, self.window, self.broker.submit
+        envelope = self.envelope
+        while True:
+            if self._in_flight >= window:
+                self._window_open.clear()
+                await self._window_open.wait()
+            frame = await ws.recv()
+            t0 = self._loop.time()
+            if envelope:
+                try:
+                    env = decode_envelope(frame)
+                except ProtocolError as exc:
+                    self.metrics.requests.inc()
+                    self.metrics.errors(ErrorCode.BAD_REQUEST).inc()
+                    error = encode_envelope_error(exc.client_id, ErrorCode.BAD_REQUEST, str(exc))
+                    self._emit(error, ends_request=False)
+                    continue
+                request = Request(env.data, self._on_envelope_done, (env.id, t0))
+            else:
+                slot = [_UNSET, t0]
+                self._ordered.append(slot)
+                request = Request(frame, self._on_plain_done, slot)
+            self._in_flight += 1
+            self._outstanding.add(request)
+            submit(request)
+
+    def _on_envelope_done(self, request: Request, result: Result) -> None:
+        client_id, t0 = request.token
+        self._outstanding.discard(request)
+        self.metrics.latency.observe(self._loop.time() - t0)
+        if isinstance(result, Failure):
+            frame = encode_envelope_error(client_id, result.code, result.message)
+        else:
+            data = result if isinstance(result, str) else result.decode(errors="replace")
+            frame = encode_envelope_reply(client_id, data)
+        self._emit(frame, ends_request=True)
+
+    def _on_plain_done(self, request: Request, result: Result) -> None:
+        slot = request.token
+        self._outstanding.discard(request)
+        slot[0] = result
+        ordered = self._ordered
+        now = self._loop.time()
+        while ordered and ordered[0][0] is not _UNSET:
+            done, t0 = ordered.popleft()
+            self.metrics.latency.observe(now - t0)
+            if isinstance(done, Failure):
+                self._emit(encode_plain_error(done.code, done.message), ends_request=True)
+            else:
+                self._emit(done, ends_request=True)
+
+    def _emit(self, frame: str | bytes, ends_request: bool) -> None:
+        self._outgoing.append((frame, ends_request))
+        self._outgoing_ready.set()
+
+    async def _write_loop(self) -> None:
+        ws, outgoing, ready = self.ws, self._outgoing, self._outgoing_ready
+        while True:
+            await ready.wait()
+            ready.clear()
+            while outgoing:
+                frame, ends_request = outgoing.popleft()
+                await ws.send(frame)
+                if ends_request:
+                    self._in_flight -= 1
+                    if self._in_flight < self.window:
+                        self._window_open.set()

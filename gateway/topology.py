@@ -1,0 +1,98 @@
+"""Queue names and declarations shared by the gateway and the processor.
+
+Both sides declare the same queues with the same arguments (RabbitMQ refuses a
+redeclaration with different arguments), so the arguments live here only.
+
+* ``<input_queue>``: durable, one plain AMQP RPC request per message. Any RPC
+  server that honours ``reply_to`` and ``correlation_id`` can consume it.
+* ``<input_queue>.batch``: durable, hopline request batches (see
+  :mod:`gateway.batch`). Only hopline processors consume it; the gateway sends
+  batches there only while it has consumers (``--batching auto``).
+* ``<input_queue>.dead``: where a request that failed too often is dead-lettered,
+  when a delivery limit is set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aio_pika.abc import AbstractChannel, AbstractQueue
+
+__all__ = [
+    "BINARY_CONTENT_TYPE",
+    "DEADLINE_HEADER",
+    "ERROR_HEADER",
+    "TEXT_CONTENT_TYPE",
+    "QueueTopology",
+]
+
+# Message conventions shared by the gateway and the processor.
+ERROR_HEADER = "x-hopline-error"  # on a plain reply: the error code; the body is the message
+# On a request: unix time in integer milliseconds after which nobody waits for the reply
+# (an integer: AMQP tables carry Python floats as 32-bit floats, 128 s coarse today).
+DEADLINE_HEADER = "x-hopline-deadline-ms"
+TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
+BINARY_CONTENT_TYPE = "application/octet-stream"
+
+QueueType = Literal["classic", "quorum"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueTopology:
+    """How the input queues are named and declared.
+
+    Attributes:
+        input_queue: name of the plain request queue (the batch queue is derived).
+        queue_type: ``classic`` (default) or ``quorum`` for clustered brokers.
+        max_length: optional ``x-max-length``; with it the broker rejects
+            publishes past the limit (``x-overflow=reject-publish``), which the
+            gateway reports to the client as ``busy``.
+        delivery_limit: optional number of deliveries after which a request is
+            dead-lettered to ``<input_queue>.dead`` (quorum queues enforce it in
+            the broker; classic queues count redeliveries in the processor).
+    """
+
+    input_queue: str = "input_queue"
+    queue_type: QueueType = "classic"
+    max_length: int | None = None
+    delivery_limit: int | None = None
+
+    @property
+    def batch_queue(self) -> str:
+        """Name of the queue that carries request batches."""
+        return f"{self.input_queue}.batch"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        """Name of the queue that receives dead-lettered requests."""
+        return f"{self.input_queue}.dead"
+
+    def arguments(self) -> dict[str, Any]:
+        """The ``x-`` arguments of both input queues."""
+        args: dict[str, Any] = {}
+        if self.queue_type == "quorum":
+            args["x-queue-type"] = "quorum"
+        if self.max_length is not None:
+            args["x-max-length"] = self.max_length
+            args["x-overflow"] = "reject-publish"
+        if self.delivery_limit is not None:
+            args["x-dead-letter-exchange"] = ""
+            args["x-dead-letter-routing-key"] = self.dead_letter_queue
+            if self.queue_type == "quorum":
+                args["x-delivery-limit"] = self.delivery_limit
+        return args
+
+    async def declare(self, channel: AbstractChannel) -> tuple[AbstractQueue, AbstractQueue]:
+        """Declare the input queue, the batch queue (and the dead-letter queue).
+
+        Returns:
+            The declared ``(input_queue, batch_queue)``; their
+            ``declaration_result`` carries message and consumer counts.
+        """
+        args = self.arguments()
+        if self.delivery_limit is not None:
+            await channel.declare_queue(self.dead_letter_queue, durable=True)
+        plain = await channel.declare_queue(self.input_queue, durable=True, arguments=args)
+        batch = await channel.declare_queue(self.batch_queue, durable=True, arguments=args)
+        return plain, batch

@@ -1,0 +1,1 @@
+"""The ``hopline`` command: wires the gateway, processor, TUI and load tester together."""

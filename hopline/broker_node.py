@@ -1,0 +1,198 @@
+"""A private RabbitMQ node on its own ports and data directory.
+
+``hopline up`` starts one when ``RABBITMQ_URL`` does not answer and
+``rabbitmq-server`` is installed; the fault tests start one to kill and restart.
+Debian's wrapper runs the broker as the ``rabbitmq`` user, so the data directory
+is handed to that user when it exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["PrivateBroker", "free_port", "port_answers", "rabbitmq_server_path"]
+
+
+def rabbitmq_server_path() -> str | None:
+    """Path of ``rabbitmq-server``, or None when it is not installed."""
+    return shutil.which("rabbitmq-server") or (
+        "/usr/sbin/rabbitmq-server" if os.path.exists("/usr/sbin/rabbitmq-server") else None
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections at ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class PrivateBroker:
+    """Start, kill and restart one RabbitMQ node (a context manager stops it).
+
+    Args:
+        base_dir: data and log directory; a fresh temporary one when None.
+        port: AMQP port; a free one when None.
+        management_port: also enable the management plugin on this port.
+    """
+
+    def __init__(
+        self,
+        base_dir: Path | None = None,
+        port: int | None = None,
+        management_port: int | None = None,
+    ) -> None:
+        self._own_dir = base_dir is None
+        self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="hopline-rabbit-"))
+        self.port = port or free_port()
+        self.dist_port = free_port()
+        self.management_port = management_port
+        self.nodename = f"hopline-{self.port}@localhost"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """AMQP URL of the node."""
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.base_dir / "rabbit.pid"
+
+    def _prepare(self) -> dict[str, str]:
+        base = self.base_dir
+        (base / "mnesia").mkdir(parents=True, exist_ok=True)
+        (base / "log").mkdir(parents=True, exist_ok=True)
+        plugins = "[rabbitmq_management]." if self.management_port else "[]."
+        (base / "enabled_plugins").write_text(plugins + "\n")
+        conf = [
+            f"listeners.tcp.default = 127.0.0.1:{self.port}",
+            "loopback_users = none",
+        ]
+        if self.management_port:
+            conf += [
+                f"management.tcp.port = {self.management_port}",
+                "management.tcp.ip = 127.0.0.1",
+            ]
+        (base / "rabbitmq.conf").write_text("\n".join(conf) + "\n")
+        with contextlib.suppress(KeyError, PermissionError):
+            user = pwd.getpwnam("rabbitmq")
+            for path in [base, *base.rglob("*")]:
+                os.chown(path, user.pw_uid, user.pw_gid)
+        env = dict(os.environ)
+        env.update(
+            RABBITMQ_NODENAME=self.nodename,
+            RABBITMQ_NODE_PORT=str(self.port),
+            RABBITMQ_DIST_PORT=str(self.dist_port),
+            RABBITMQ_MNESIA_BASE=str(base / "mnesia"),
+            RABBITMQ_LOG_BASE=str(base / "log"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "enabled_plugins"),
+            RABBITMQ_CONFIG_FILE=str(base / "rabbitmq.conf"),
+            RABBITMQ_PID_FILE=str(self.pid_file),
+        )
+        return env
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the node and wait until its AMQP port answers.
+
+        Raises:
+            FileNotFoundError: ``rabbitmq-server`` is not installed.
+            TimeoutError: the node did not answer within ``timeout`` (its log
+                directory is named in the message).
+        """
+        server = rabbitmq_server_path()
+        if server is None:
+            raise FileNotFoundError("rabbitmq-server is not installed")
+        env = self._prepare()
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_file.unlink()
+        log = open(self.base_dir / "server.out", "ab")  # noqa: SIM115 - owned by the child
+        self._process = subprocess.Popen(
+            [server],
+            env=env,
+            cwd=self.base_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not port_answers("127.0.0.1", self.port):
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"rabbitmq-server exited with {self._process.returncode}; "
+                    f"see {self.base_dir / 'server.out'}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(
+                    f"private RabbitMQ node did not answer on port {self.port} within "
+                    f"{timeout:g} s; logs in {self.base_dir / 'log'}"
+                )
+            time.sleep(0.2)
+
+    def _beam_pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _signal(self, sig: signal.Signals, timeout: float) -> None:
+        pid = self._beam_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        if self._process is not None:
+            if pid is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._process.pid, sig)
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._process.pid, signal.SIGKILL)
+                self._process.wait(5)
+            self._process = None
+        deadline = time.monotonic() + timeout
+        while port_answers("127.0.0.1", self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the node gracefully (SIGTERM), then forcefully if it lingers."""
+        self._signal(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """Kill the node at once (SIGKILL), as a crash would."""
+        self._signal(signal.SIGKILL, 10.0)
+
+    def cleanup(self) -> None:
+        """Stop the node and remove a temporary data directory."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> PrivateBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()

@@ -1,0 +1,175 @@
+"""The ``hopline`` command. It parses options and hands off; the work lives in the packages."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import logging
+import sys
+from typing import Any
+
+import click
+
+from hopline import exits
+from hopline.options import (
+    gateway_options,
+    gateway_settings,
+    option,
+    processor_options,
+    processor_settings,
+    topology_options,
+)
+
+__all__ = ["main"]
+
+# Subcommands whose imports are heavy (Textual, hdrhistogram) load on first use.
+LAZY_COMMANDS = {"tui": "tui.cli:tui", "loadtest": "loadtest.cli:loadtest"}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        available = [name for name, target in LAZY_COMMANDS.items() if _importable(target)]
+        return sorted([*super().list_commands(ctx), *available])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS and _importable(LAZY_COMMANDS[name]):
+            module, _, attr = LAZY_COMMANDS[name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, name)
+
+
+def _importable(target: str) -> bool:
+    try:
+        return importlib.util.find_spec(target.partition(":")[0]) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def configure_logging(verbose: int) -> None:
+    """One log format for every subcommand; ``-v`` info, ``-vv`` debug."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if verbose < 2:
+        for noisy in ("aio_pika", "aiormq", "websockets"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@option(
+    "-v",
+    "--verbose",
+    env="HOPLINE_VERBOSE",
+    count=True,
+    default=0,
+    help="More logging: -v info, -vv debug (with tracebacks).",
+)
+@click.version_option(package_name="hopline")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """hopline: request/reply messaging over WebSockets and RabbitMQ.
+
+    Exit codes: 0 ok, 1 failed (error reply, threshold missed), 2 usage error,
+    3 could not start (broker or gateway unreachable).
+    """
+    configure_logging(verbose)
+    ctx.obj = {"verbose": verbose}
+
+
+@main.command()
+@topology_options
+@gateway_options
+def gateway(**kw: Any) -> None:
+    """Run the WebSocket gateway: /ws, /stream/<message>, /health, /metrics, /stats."""
+    from gateway.broker import BrokerUnavailable
+    from gateway.server import Gateway
+    from hopline.run import run_until_signalled
+
+    settings = gateway_settings(kw)
+    gw = Gateway(settings)
+
+    def started() -> None:
+        click.echo(f"hopline gateway listening on ws://{settings.host}:{gw.port}/ws", err=True)
+
+    try:
+        asyncio.run(run_until_signalled(gw.start, gw.stop, started))
+    except BrokerUnavailable as exc:
+        exits.fail(str(exc), exits.STARTUP_FAILURE)
+    except OSError as exc:
+        exits.fail(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
+            exits.STARTUP_FAILURE,
+        )
+
+
+@main.command()
+@topology_options
+@processor_options
+def processor(handler: str, **kw: Any) -> None:
+    """Run a processor: consume requests, apply the handler, reply."""
+    from gateway.broker import BrokerUnavailable
+    from hopline.run import run_until_signalled
+    from processor.handlers import HandlerError, load_handler
+    from processor.worker import Processor
+
+    try:
+        handler_fn = load_handler(handler)
+    except HandlerError as exc:
+        raise click.BadParameter(str(exc), param_hint="--handler") from None
+    worker = Processor(processor_settings(kw), handler_fn)
+    try:
+        asyncio.run(run_until_signalled(worker.start, worker.stop))
+    except BrokerUnavailable as exc:
+        exits.fail(str(exc), exits.STARTUP_FAILURE)
+
+
+@main.command()
+@click.argument("messages", nargs=-1, required=True)
+@option("--url", env="HOPLINE_URL", default="ws://localhost:8000/ws", help="Gateway WebSocket URL.")
+@option(
+    "--timeout",
+    env="HOPLINE_SEND_TIMEOUT",
+    default=30.0,
+    type=click.FloatRange(min=0.001),
+    help="Seconds to wait for all replies.",
+)
+def send(messages: tuple[str, ...], url: str, timeout: float) -> None:
+    """Send MESSAGES (all at once) and print each reply on its own line, in order."""
+    from hopline.send import SendError, send_messages
+
+    try:
+        replies = asyncio.run(send_messages(url, list(messages), timeout))
+    except SendError as exc:
+        exits.fail(str(exc), exc.exit_code)
+    for reply in replies:
+        click.echo(reply)
+
+
+@main.command()
+@topology_options
+@gateway_options
+@processor_options
+@option(
+    "--processors",
+    env="HOPLINE_PROCESSORS",
+    default=2,
+    type=click.IntRange(min=0),
+    help="Processor processes to run.",
+)
+@option(
+    "--private-broker/--no-private-broker",
+    env="HOPLINE_PRIVATE_BROKER",
+    default=True,
+    help="Start a private RabbitMQ node when RABBITMQ_URL does not answer.",
+)
+def up(**kw: Any) -> None:
+    """Run the whole stack: gateway + processor(s), and a private broker if needed."""
+    from hopline.up import UpError, run_stack
+
+    try:
+        run_stack(gateway_settings(kw), kw)
+    except UpError as exc:
+        exits.fail(str(exc), exits.STARTUP_FAILURE)

@@ -1,0 +1,207 @@
+"""Click options shared by several subcommands, each with its environment variable.
+
+Every option reads ``HOPLINE_<NAME>`` (``RABBITMQ_URL`` for the broker URL, as in
+the original design) when it is not given, and ``--help`` shows both the variable
+and the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from gateway.config import DEFAULT_RABBITMQ_URL, GatewaySettings
+from gateway.topology import QueueTopology
+from processor.worker import ProcessorSettings
+
+__all__ = [
+    "gateway_options",
+    "gateway_settings",
+    "option",
+    "processor_options",
+    "processor_settings",
+    "topology_options",
+]
+
+F = Callable[..., Any]
+
+_GATEWAY_DEFAULTS = GatewaySettings()
+_PROCESSOR_DEFAULTS = ProcessorSettings()
+
+
+def option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
+    """``click.option`` that always names its environment variable and shows defaults."""
+    kwargs.setdefault("show_default", True)
+    return click.option(*decls, envvar=env, show_envvar=True, **kwargs)
+
+
+def _compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+broker_url_option = option(
+    "--rabbitmq-url", env="RABBITMQ_URL", default=DEFAULT_RABBITMQ_URL, help="AMQP URL of RabbitMQ."
+)
+
+topology_options = _compose(
+    broker_url_option,
+    option(
+        "--input-queue",
+        env="HOPLINE_INPUT_QUEUE",
+        default="input_queue",
+        help="Durable queue requests are published to.",
+    ),
+    option(
+        "--queue-type",
+        env="HOPLINE_QUEUE_TYPE",
+        default="classic",
+        type=click.Choice(["classic", "quorum"]),
+        help="Input queue type; quorum for clustered brokers.",
+    ),
+    option(
+        "--max-queue-length",
+        env="HOPLINE_MAX_QUEUE_LENGTH",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Broker-side input queue limit; excess requests get 'busy'.",
+    ),
+    option(
+        "--delivery-limit",
+        env="HOPLINE_DELIVERY_LIMIT",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Deliveries before a request is dead-lettered to <queue>.dead.",
+    ),
+)
+
+gateway_options = _compose(
+    option("--host", env="HOPLINE_HOST", default=_GATEWAY_DEFAULTS.host, help="Listen address."),
+    option(
+        "--port",
+        env="HOPLINE_PORT",
+        default=_GATEWAY_DEFAULTS.port,
+        type=click.IntRange(0, 65535),
+        help="Listen port (0 picks a free one).",
+    ),
+    option(
+        "--request-timeout",
+        env="HOPLINE_REQUEST_TIMEOUT",
+        default=_GATEWAY_DEFAULTS.request_timeout,
+        type=click.FloatRange(min=0.001),
+        help="Seconds a request waits for its reply (also its AMQP expiration).",
+    ),
+    option(
+        "--window",
+        env="HOPLINE_WINDOW",
+        default=_GATEWAY_DEFAULTS.window,
+        type=click.IntRange(min=1),
+        help="Requests one socket may have in flight.",
+    ),
+    option(
+        "--batching",
+        env="HOPLINE_BATCHING",
+        default=_GATEWAY_DEFAULTS.batching,
+        type=click.Choice(["auto", "on", "off"]),
+        help="Pack requests into batch messages: auto = while hopline processors listen.",
+    ),
+    option(
+        "--max-batch",
+        env="HOPLINE_MAX_BATCH",
+        default=_GATEWAY_DEFAULTS.max_batch,
+        type=click.IntRange(min=1),
+        help="Most requests in one batch message.",
+    ),
+    option(
+        "--max-message-size",
+        env="HOPLINE_MAX_MESSAGE_SIZE",
+        default=_GATEWAY_DEFAULTS.max_message_size,
+        type=click.IntRange(min=1),
+        help="Largest client frame in bytes; larger ones close the socket with 1009.",
+    ),
+    option(
+        "--persistent/--transient",
+        env="HOPLINE_PERSISTENT",
+        default=_GATEWAY_DEFAULTS.persistent,
+        help="Publish requests as persistent messages.",
+    ),
+    option(
+        "--management-url",
+        env="HOPLINE_MANAGEMENT_URL",
+        default=None,
+        help="RabbitMQ management API base URL, for unacked counts in /stats.",
+    ),
+    option(
+        "--drain-timeout",
+        env="HOPLINE_DRAIN_TIMEOUT",
+        default=_GATEWAY_DEFAULTS.drain_timeout,
+        type=click.FloatRange(min=0),
+        help="Seconds to let in-flight requests finish on shutdown.",
+    ),
+)
+
+processor_options = _compose(
+    option(
+        "--handler",
+        env="HOPLINE_HANDLER",
+        default="world",
+        help="Built-in handler (world, echo, upper) or module:function.",
+    ),
+    option(
+        "--prefetch",
+        env="HOPLINE_PREFETCH",
+        default=_PROCESSOR_DEFAULTS.prefetch,
+        type=click.IntRange(min=1),
+        help="AMQP prefetch: messages delivered but not acked.",
+    ),
+    option(
+        "--concurrency",
+        env="HOPLINE_CONCURRENCY",
+        default=None,
+        type=click.IntRange(min=1),
+        help="Messages handled at once [default: prefetch].",
+    ),
+)
+
+
+def _topology(kw: dict[str, Any]) -> QueueTopology:
+    return QueueTopology(
+        input_queue=kw["input_queue"],
+        queue_type=kw["queue_type"],
+        max_length=kw["max_queue_length"],
+        delivery_limit=kw["delivery_limit"],
+    )
+
+
+def gateway_settings(kw: dict[str, Any]) -> GatewaySettings:
+    """Build gateway settings from the parsed options."""
+    return GatewaySettings(
+        rabbitmq_url=kw["rabbitmq_url"],
+        host=kw["host"],
+        port=kw["port"],
+        topology=_topology(kw),
+        request_timeout=kw["request_timeout"],
+        window=kw["window"],
+        batching=kw["batching"],
+        max_batch=kw["max_batch"],
+        max_message_size=kw["max_message_size"],
+        persistent=kw["persistent"],
+        management_url=kw["management_url"],
+        drain_timeout=kw["drain_timeout"],
+    )
+
+
+def processor_settings(kw: dict[str, Any]) -> ProcessorSettings:
+    """Build processor settings from the parsed options."""
+    return ProcessorSettings(
+        rabbitmq_url=kw["rabbitmq_url"],
+        topology=_topology(kw),
+        prefetch=kw["prefetch"],
+        concurrency=kw["concurrency"],
+    )

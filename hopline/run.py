@@ -1,0 +1,43 @@
+"""Run async services until SIGINT/SIGTERM, then stop them cleanly.
+
+The first signal starts a clean shutdown; a second one forces an immediate exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable
+
+__all__ = ["run_until_signalled"]
+
+
+async def run_until_signalled(
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    started: Callable[[], None] | None = None,
+) -> None:
+    """Await ``start()``, call ``started()``, wait for a signal, then await ``stop()``.
+
+    Exceptions from ``start`` propagate (after ``stop`` is not called: nothing started).
+    """
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop_requested.is_set():
+            os._exit(130)
+        stop_requested.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await start()
+        if started is not None:
+            started()
+        await stop_requested.wait()
+        await stop()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,1 @@
+"""hopline processor: consumes requests from RabbitMQ, runs a handler, replies."""

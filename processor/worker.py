@@ -1,0 +1,221 @@
+"""The processor: consume requests, call the handler, publish the reply, then ack.
+
+Contract:
+
+* Consumes the plain input queue (one AMQP RPC request per message, any client
+  that sets ``reply_to`` and ``correlation_id``) and the batch queue (hopline
+  batches, see :mod:`gateway.batch`) with one prefetch window for both.
+* At most ``concurrency`` messages are handled at once.
+* A reply goes to ``reply_to`` with the request's ``correlation_id``; the request
+  is acked only after the broker confirmed the reply (at-least-once processing).
+* A handler exception becomes an error reply (``processor_error``); the request is
+  acked and the processor keeps going.
+* A request whose ``x-hopline-deadline-ms`` header (unix milliseconds) has passed is acked
+  without running the handler: its client has already been told ``timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from gateway.batch import (
+    BATCH_CONTENT_TYPE,
+    BatchFormatError,
+    ItemError,
+    decode_requests,
+    encode_replies,
+)
+from gateway.broker import BrokerUnavailable, redact_url
+from gateway.config import DEFAULT_RABBITMQ_URL
+from gateway.topology import (
+    BINARY_CONTENT_TYPE,
+    DEADLINE_HEADER,
+    ERROR_HEADER,
+    TEXT_CONTENT_TYPE,
+    QueueTopology,
+)
+from processor.handlers import Handler, is_async
+
+__all__ = ["Processor", "ProcessorSettings"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorSettings:
+    """Everything a processor needs.
+
+    Attributes:
+        rabbitmq_url: AMQP URL of the broker.
+        topology: the input queues (same arguments as the gateway's).
+        prefetch: AMQP prefetch count (messages delivered but not yet acked).
+        concurrency: messages handled at once (defaults to ``prefetch``).
+    """
+
+    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
+    topology: QueueTopology = field(default_factory=QueueTopology)
+    prefetch: int = 64
+    concurrency: int | None = None
+
+
+class Processor:
+    """One processor process' worth of consumers. See the module docstring."""
+
+    def __init__(self, settings: ProcessorSettings, handler: Handler) -> None:
+        self.settings = settings
+        self.handler = handler
+        self._handler_is_async = is_async(handler)
+        self.handled = 0
+        self.failed = 0
+        self._conn: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._consumers: list[tuple[Any, str]] = []
+        self._slots = asyncio.Semaphore(settings.concurrency or settings.prefetch)
+        self._in_progress: set[asyncio.Task[Any]] = set()
+
+    async def start(self, connect_timeout: float = 10.0) -> None:
+        """Connect, declare the queues, start consuming.
+
+        Raises:
+            BrokerUnavailable: the broker did not accept a connection in time.
+        """
+        url = self.settings.rabbitmq_url
+        try:
+            async with asyncio.timeout(connect_timeout):
+                self._conn = await aio_pika.connect_robust(
+                    url, client_properties={"connection_name": "hopline-processor"}
+                )
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise BrokerUnavailable(
+                f"cannot reach RabbitMQ at {redact_url(url)}: {reason}"
+            ) from None
+        self._channel = await self._conn.channel(publisher_confirms=True)
+        await self._channel.set_qos(prefetch_count=self.settings.prefetch)
+        plain, batch = await self.settings.topology.declare(self._channel)
+        for queue in (plain, batch):
+            tag = await queue.consume(self._on_message)
+            self._consumers.append((queue, tag))
+        log.info(
+            "consuming %s and %s (prefetch %d)", plain.name, batch.name, self.settings.prefetch
+        )
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop consuming, finish (and ack) what is in progress, close the connection."""
+        for queue, tag in self._consumers:
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+        self._consumers.clear()
+        if self._in_progress:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain_timeout):
+                    await asyncio.gather(*self._in_progress, return_exceptions=True)
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+        log.info("stopped after %d requests (%d failed)", self.handled, self.failed)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_progress.add(task)
+        try:
+            async with self._slots:
+                await self._process(message)
+        finally:
+            self._in_progress.discard(task)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        headers = message.headers or {}
+        deadline = headers.get(DEADLINE_HEADER)
+        if isinstance(deadline, int) and time.time() * 1000 > deadline:
+            await message.ack()
+            return
+        if not message.reply_to:
+            log.warning(
+                "request without reply_to dropped (correlation id %s)", message.correlation_id
+            )
+            await message.ack()
+            return
+        if message.content_type == BATCH_CONTENT_TYPE:
+            body, content_type, reply_headers = await self._handle_batch(message.body)
+        else:
+            body, content_type, reply_headers = await self._handle_plain(message)
+        assert self._channel is not None
+        reply = aio_pika.Message(
+            body,
+            correlation_id=message.correlation_id,
+            content_type=content_type,
+            headers=reply_headers,
+            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+        )
+        try:
+            await self._channel.default_exchange.publish(
+                reply, routing_key=message.reply_to, mandatory=False
+            )
+        except Exception:
+            # Not acked: the broker redelivers the request once the channel is back.
+            log.warning("reply publish failed; request left for redelivery", exc_info=True)
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return
+        await message.ack()
+
+    async def _handle_plain(
+        self, message: AbstractIncomingMessage
+    ) -> tuple[bytes, str, dict[str, Any] | None]:
+        binary = message.content_type == BINARY_CONTENT_TYPE
+        payload: str | bytes
+        if binary:
+            payload = message.body
+        else:
+            try:
+                payload = message.body.decode()
+            except UnicodeDecodeError:
+                payload = message.body
+                binary = True
+        result = await self._call(payload)
+        if isinstance(result, ItemError):
+            return result.message.encode(), TEXT_CONTENT_TYPE, {ERROR_HEADER: result.code}
+        if isinstance(result, bytes):
+            return result, BINARY_CONTENT_TYPE, None
+        return result.encode(), TEXT_CONTENT_TYPE, None
+
+    async def _handle_batch(self, body: bytes) -> tuple[bytes, str, dict[str, Any] | None]:
+        try:
+            payloads = decode_requests(body)
+        except BatchFormatError as exc:
+            self.failed += 1
+            message = f"malformed request batch: {exc}"
+            return message.encode(), TEXT_CONTENT_TYPE, {ERROR_HEADER: "bad_request"}
+        if self._handler_is_async:
+            results = list(await asyncio.gather(*(self._call(p) for p in payloads)))
+        else:
+            results = [await self._call(p) for p in payloads]
+        return encode_replies(results), BATCH_CONTENT_TYPE, None
+
+    async def _call(self, payload: str | bytes) -> str | bytes | ItemError:
+        self.handled += 1
+        try:
+            result = self.handler(payload)
+            if isinstance(result, Awaitable):
+                result = await result
+        except Exception as exc:
+            self.failed += 1
+            log.debug("handler raised", exc_info=True)
+            return ItemError("processor_error", f"{type(exc).__name__}: {exc}")
+        if isinstance(result, str | bytes):
+            return result
+        self.failed += 1
+        return ItemError(
+            "processor_error", f"handler returned {type(result).__name__}, expected str or bytes"
+        )
