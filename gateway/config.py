@@ -43,7 +43,7 @@ class GatewaySettings:
     port: int = 8000
     topology: QueueTopology = field(default_factory=QueueTopology)
     request_timeout: float = 30.0
-    window: int = 64
+    window: int = 128
     batching: BatchingMode = "auto"
     max_batch: int = 512
     max_message_size: int = 64 * 1024
