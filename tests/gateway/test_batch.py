@@ -38,7 +38,9 @@ def test_wrong_item_count_is_an_error() -> None:
         decode_replies(encode_replies(["a", "b"]), 3)
 
 
-@pytest.mark.parametrize("body", [b"\x00\x00\x00", b"\x00\x00\x00\x00\x05ab", b"\x07\x00\x00\x00\x00"])
+@pytest.mark.parametrize(
+    "body", [b"\x00\x00\x00", b"\x00\x00\x00\x00\x05ab", b"\x07\x00\x00\x00\x00"]
+)
 def test_truncated_or_unknown_bodies_are_errors(body: bytes) -> None:
     """Truncated headers, short payloads and unknown kinds raise BatchFormatError."""
     with pytest.raises(BatchFormatError):

@@ -1,0 +1,103 @@
+"""/stream, /health, /metrics, /stats and unknown paths, against a real broker."""
+
+from __future__ import annotations
+
+import json
+
+from websockets.asyncio.client import connect
+
+from tests.conftest import Stack, http_url, ws_url
+from tests.helpers import http_get
+
+
+async def test_stream_returns_the_reply_as_an_sse_event(stack: Stack) -> None:
+    """curl -N /stream/hello gives 'data: hello world'."""
+    gw = await stack.gateway()
+    await stack.processor()
+    response = await http_get(http_url(gw, "/stream/hello"))
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.body == b"data: hello world\n\n"
+
+
+async def test_stream_url_decodes_the_message(stack: Stack) -> None:
+    """Percent-encoded characters reach the processor decoded."""
+    gw = await stack.gateway()
+    await stack.processor("echo")
+    response = await http_get(http_url(gw, "/stream/caf%C3%A9%20au%20lait"))
+    assert response.body.decode() == "data: café au lait\n\n"
+
+
+async def test_stream_timeout_maps_to_504(stack: Stack) -> None:
+    """No processor: the stream answers 504 with the timeout error body."""
+    gw = await stack.gateway(request_timeout=0.3)
+    response = await http_get(http_url(gw, "/stream/hello"))
+    assert response.status == 504
+    assert response.json()["error"]["code"] == "timeout"
+
+
+async def test_stream_too_large_maps_to_413(stack: Stack) -> None:
+    """A message over the size limit is refused with 413 before any publish."""
+    gw = await stack.gateway(max_message_size=16)
+    response = await http_get(http_url(gw, "/stream/" + "x" * 17))
+    assert response.status == 413
+    assert response.json()["error"]["code"] == "too_large"
+    assert gw.metrics.total("hopline_requests_total") == 0
+
+
+async def test_health_reports_the_original_fields(stack: Stack) -> None:
+    """/health keeps status, active_websockets and pending_requests, and counts sockets."""
+    gw = await stack.gateway()
+    await stack.processor()
+    async with connect(ws_url(gw)):
+        response = await http_get(http_url(gw, "/health"))
+    body = response.json()
+    assert response.status == 200
+    assert body["status"] == "healthy"
+    assert body["active_websockets"] == 1
+    assert body["pending_requests"] == 0
+    assert body["broker"] == "connected"
+
+
+async def test_metrics_count_requests_replies_and_errors(stack: Stack) -> None:
+    """/metrics is Prometheus text with the request, reply, error and latency series."""
+    gw = await stack.gateway()
+    await stack.processor("tests.sample_handlers:explode")
+    async with connect(ws_url(gw)) as ws:
+        for message in ("a", "boom"):
+            await ws.send(message)
+        for _ in range(2):
+            await ws.recv()
+    response = await http_get(http_url(gw, "/metrics"))
+    text = response.body.decode()
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "hopline_requests_total 2.0" in text
+    assert "hopline_replies_total 1.0" in text
+    assert 'hopline_errors_total{code="processor_error"} 1.0' in text
+    assert "hopline_round_trip_seconds_count 2.0" in text
+    assert "hopline_active_websockets" in text
+    assert "hopline_pending_requests 0.0" in text
+
+
+async def test_stats_reports_queue_depths_and_counters(stack: Stack) -> None:
+    """/stats names the input queues with their consumers and the counters."""
+    gw = await stack.gateway()
+    await stack.processor()
+    await stack.batching_ready(gw)
+    response = await http_get(http_url(gw, "/stats"))
+    body = response.json()
+    queues = {q["name"]: q for q in body["queues"]["items"]}
+    assert body["queues"]["source"] == "amqp"
+    assert queues[stack.topology.input_queue]["consumers"] == 1
+    assert queues[stack.topology.batch_queue]["consumers"] == 1
+    assert body["batching"] is True
+    assert set(body["errors_total"]) >= {"timeout", "busy", "processor_error"}
+
+
+async def test_unknown_path_is_404(stack: Stack) -> None:
+    """Anything else is a 404 that lists the routes."""
+    gw = await stack.gateway()
+    response = await http_get(http_url(gw, "/nope"))
+    assert response.status == 404
+    assert "/ws" in json.loads(response.body)["routes"]

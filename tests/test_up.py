@@ -1,0 +1,128 @@
+"""hopline up as a user runs it, and /health while the broker is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from websockets.asyncio.client import connect
+
+from gateway.config import GatewaySettings
+from gateway.server import Gateway
+from gateway.topology import QueueTopology
+from hopline.broker_node import PrivateBroker, free_port, port_answers
+from tests.helpers import eventually, http_get
+
+
+async def start_up(*args: str, env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
+    """Start ``hopline up`` and return once it printed its URLs (or fail with its output)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hopline",
+        "up",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **env},
+    )
+    assert proc.stdout is not None
+    output = ""
+    async with asyncio.timeout(90):
+        while "Ctrl-C stops everything." not in output:
+            line = await proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"hopline up exited early:\n{output}")
+            output += line.decode()
+    return proc, output
+
+
+async def stop_up(proc: asyncio.subprocess.Process) -> int:
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(60):
+        await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode
+
+
+async def test_up_serves_and_stops_cleanly(rabbitmq_url: str) -> None:
+    """hopline up prints its URLs, answers hello, and exits 0 on SIGTERM."""
+    port = free_port()
+    queue = f"test-up-{uuid.uuid4().hex[:8]}"
+    proc, output = await start_up(
+        "--port",
+        str(port),
+        "--processors",
+        "2",
+        "--input-queue",
+        queue,
+        env={"RABBITMQ_URL": rabbitmq_url},
+    )
+    try:
+        assert f"ws://localhost:{port}/ws" in output
+        async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "hello world"
+        health = await http_get(f"http://127.0.0.1:{port}/health")
+        assert health.json()["status"] == "healthy"
+    finally:
+        code = await stop_up(proc)
+    assert code == 0
+    assert not port_answers("127.0.0.1", port)
+
+
+async def test_up_starts_a_private_broker_when_none_answers() -> None:
+    """With RABBITMQ_URL unreachable, up runs its own node and removes it on exit."""
+    port = free_port()
+    dead_url = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    proc, output = await start_up(
+        "--port", str(port), "--processors", "1", env={"RABBITMQ_URL": dead_url}
+    )
+    try:
+        assert "private node" in output
+        async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "hello world"
+    finally:
+        code = await stop_up(proc)
+    assert code == 0
+
+
+@pytest.fixture
+async def private_broker() -> AsyncIterator[PrivateBroker]:
+    broker = PrivateBroker()
+    await asyncio.to_thread(broker.start)
+    yield broker
+    await asyncio.to_thread(broker.cleanup)
+
+
+async def test_health_is_unhealthy_while_the_broker_is_gone(private_broker: PrivateBroker) -> None:
+    """/health is 200 with the broker up and 503 'unhealthy' once it stops."""
+    gw = Gateway(
+        GatewaySettings(
+            rabbitmq_url=private_broker.url,
+            host="127.0.0.1",
+            port=0,
+            topology=QueueTopology(input_queue="health-test"),
+        )
+    )
+    await gw.start()
+    try:
+        url = f"http://127.0.0.1:{gw.port}/health"
+        assert (await http_get(url)).status == 200
+        await asyncio.to_thread(private_broker.stop)
+
+        async def unhealthy() -> bool:
+            response = await http_get(url)
+            return response.status == 503 and response.json()["status"] == "unhealthy"
+
+        await eventually(unhealthy, timeout=15, message="/health turning 503")
+        body = (await http_get(url)).json()
+        assert body["broker"] == "disconnected"
+    finally:
+        await gw.stop()
