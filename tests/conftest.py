@@ -8,6 +8,7 @@ fails the tests with one clear message; nothing is skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import uuid
@@ -55,10 +56,8 @@ async def delete_queues(url: str, topo: QueueTopology) -> None:
     async with conn:
         for name in (topo.input_queue, topo.batch_queue, topo.dead_letter_queue):
             channel = await conn.channel()
-            try:
+            with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.queue_delete(name)
-            except aio_pika.exceptions.AMQPError:
-                pass
 
 
 @dataclasses.dataclass
