@@ -36,6 +36,24 @@ class GatewaySettings:
         management_url: optional RabbitMQ management API base URL, used for queue
             statistics (adds unacknowledged counts).
         stats_interval: seconds between two queue-depth samples.
+        handshake_timeout: seconds a new connection may take to send its HTTP
+            request; slower ones are dropped.
+        drain_timeout: seconds to let in-flight requests finish on shutdown.
+        max_connections: most client connections at once (open ``/ws`` sockets
+            plus ``/stream`` requests being answered); further ones get HTTP 503
+            before the upgrade. 0 means no limit. /health, /metrics and /stats are
+            always answered.
+        rate_limit: requests per second one socket may make on average (token
+            bucket); excess requests get a ``busy`` error. 0 disables the limit.
+        rate_burst: requests one socket may make at once above ``rate_limit``
+            (the bucket size); 0 means ``max(1, rate_limit)``.
+        send_timeout: seconds a reply may wait for a client that does not read
+            (its buffers full) before the gateway drops the connection.
+        allowed_origins: normalised origins (``scheme://host[:port]``) allowed
+            to open ``/ws``; empty allows all. Requests without ``Origin``
+            (non-browser clients) are always allowed.
+        token_secret: HS256 secret; when set, ``/ws`` and ``/stream`` require a
+            valid JWT (see :mod:`gateway.security`).
     """
 
     rabbitmq_url: str = DEFAULT_RABBITMQ_URL
@@ -52,3 +70,9 @@ class GatewaySettings:
     stats_interval: float = 1.0
     handshake_timeout: float = 10.0
     drain_timeout: float = 10.0
+    max_connections: int = 10_000
+    rate_limit: float = 0.0
+    rate_burst: int = 0
+    send_timeout: float = 10.0
+    allowed_origins: frozenset[str] = frozenset()
+    token_secret: str | None = field(default=None, repr=False)

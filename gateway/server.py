@@ -6,6 +6,14 @@ Usage::
     await gateway.start()          # raises BrokerUnavailable if RabbitMQ can't be reached
     ...
     await gateway.stop()           # drain: 503 on /health, finish in-flight, close with 1001
+
+Admission happens in ``process_request``, before any upgrade, in this order:
+``/ws`` while draining -> 503; a listed ``Origin`` is required when an allow-list
+is set -> 403; a valid token when ``token_secret`` is set -> 401 (``/ws`` and
+``/stream``); a free connection slot -> 503. ``/health``, ``/metrics`` and
+``/stats`` are always answered. Connections that don't send their HTTP request
+within ``handshake_timeout`` are dropped; sockets whose client stops reading for
+``send_timeout`` are dropped by a sweeper task.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import InvalidHeader
+from websockets.headers import parse_subprotocol
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
@@ -26,35 +36,80 @@ from gateway.broker import Broker
 from gateway.config import GatewaySettings
 from gateway.metrics import GatewayMetrics
 from gateway.protocol import SUBPROTOCOL
+from gateway.security import (
+    InvalidToken,
+    TokenVerifier,
+    find_token,
+    header_values,
+    install_redaction,
+    origin_allowed,
+)
 from gateway.session import Session
 
-__all__ = ["Gateway"]
+__all__ = ["PLAIN_SUBPROTOCOL", "Gateway"]
 
 log = logging.getLogger(__name__)
 
+# Browsers fail a handshake whose offered subprotocols all go unanswered; one that
+# sends its token as a subprotocol entry and wants plain mode offers this one too.
+PLAIN_SUBPROTOCOL = "hopline.plain"
 
-def _connection_class(handshake_timeout: float) -> type[ServerConnection]:
+
+class _Connection(ServerConnection):
     """A connection that bounds only the wait for the HTTP request line and headers.
 
     websockets' ``open_timeout`` also bounds ``process_request``, which would cut a
     ``/stream`` request waiting for its reply; this bounds the slow-client part only.
+    It also returns its connection slot (see ``Gateway._admit``) when it ends.
     """
 
-    class _Connection(ServerConnection):
-        async def handshake(self, *args: Any, **kwargs: Any) -> None:
-            async with asyncio.timeout(handshake_timeout):
-                await asyncio.wait(
-                    [self.request_rcvd, self.connection_lost_waiter],
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            await super().handshake(*args, **kwargs)
+    handshake_timeout = 10.0
+    gateway: Gateway | None = None
+    holds_slot = False
 
-    return _Connection
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        async with asyncio.timeout(self.handshake_timeout):
+            await asyncio.wait(
+                [self.request_rcvd, self.connection_lost_waiter],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        await super().handshake(*args, **kwargs)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.holds_slot and self.gateway is not None:
+            self.holds_slot = False
+            self.gateway.connections -= 1
+
+
+def _connection_class(gateway: Gateway) -> type[ServerConnection]:
+    class _GatewayConnection(_Connection):
+        pass
+
+    _GatewayConnection.handshake_timeout = gateway.settings.handshake_timeout
+    _GatewayConnection.gateway = gateway
+    return _GatewayConnection
 
 
 def _select_subprotocol(conn: ServerConnection, offered: Sequence[str]) -> str | None:
-    """``hopline.v1`` when offered; otherwise plain mode (whatever else the client offers)."""
-    return SUBPROTOCOL if SUBPROTOCOL in offered else None
+    """``hopline.v1`` when offered, else ``hopline.plain`` when offered, else none (plain mode).
+
+    Never a ``hopline.token.*`` entry: the token is not echoed back.
+    """
+    if SUBPROTOCOL in offered:
+        return SUBPROTOCOL
+    return PLAIN_SUBPROTOCOL if PLAIN_SUBPROTOCOL in offered else None
+
+
+def _offered_subprotocols(request: HttpRequest) -> list[str]:
+    try:
+        return [
+            entry
+            for value in header_values(request.headers, "Sec-WebSocket-Protocol")
+            for entry in parse_subprotocol(value)
+        ]
+    except InvalidHeader:
+        return []  # the upgrade itself will fail with 400
 
 
 class Gateway:
@@ -65,8 +120,14 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.broker = Broker(settings, self.metrics)
         self.active_websockets = 0
+        self.connections = 0  # admitted /ws sockets and /stream requests (connection slots)
         self.draining = False
         self._server: Server | None = None
+        self._sessions: set[Session] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._verifier = (
+            TokenVerifier(settings.token_secret) if settings.token_secret is not None else None
+        )
         self.metrics.bind_gauges(
             lambda: self.active_websockets, lambda: self.broker.pending_requests
         )
@@ -81,6 +142,8 @@ class Gateway:
         """Connect to the broker, then listen."""
         await self.broker.start()
         s = self.settings
+        ws_logger = logging.getLogger("websockets.server")
+        install_redaction(ws_logger)  # it logs request headers at debug level
         self._server = await serve(
             self._handle,
             s.host,
@@ -89,13 +152,19 @@ class Gateway:
             select_subprotocol=_select_subprotocol,  # type: ignore[arg-type]
             max_size=s.max_message_size,
             open_timeout=None,
-            create_connection=_connection_class(s.handshake_timeout),
+            create_connection=_connection_class(self),
+            logger=ws_logger,
         )
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_stalled())
         log.info("listening on ws://%s:%d/ws", s.host, self.port)
 
     async def stop(self) -> None:
         """Drain and stop: refuse new work, let in-flight requests finish, close sockets."""
         self.draining = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         if self._server is not None:
             self._server.close(close_connections=False)
             with contextlib.suppress(TimeoutError):
@@ -115,7 +184,7 @@ class Gateway:
         if path == "/ws":
             if self.draining:
                 return http.respond(503, "draining\n", "text/plain")
-            return None
+            return self._admit(conn, request)
         if path == "/health":
             return http.health(self)
         if path == "/metrics":
@@ -123,14 +192,66 @@ class Gateway:
         if path == "/stats":
             return http.stats(self)
         if path.startswith("/stream/"):
+            refusal = self._admit(conn, request)
+            if refusal is not None:
+                return refusal
             return await http.stream(self, path[len("/stream/") :])
         return http.not_found(path)
+
+    def _admit(self, conn: ServerConnection, request: HttpRequest) -> Response | None:
+        """None, with a connection slot taken, if the request may proceed; else the refusal."""
+        origins = header_values(request.headers, "Origin")
+        if len(origins) > 1 or not origin_allowed(
+            origins[0] if origins else None, self.settings.allowed_origins
+        ):
+            log.debug("refused %s: origin not allowed", conn.remote_address)
+            return http.respond(403, "origin not allowed\n", "text/plain")
+        if self._verifier is not None:
+            try:
+                authorization = header_values(request.headers, "Authorization")
+                if len(authorization) > 1:
+                    raise InvalidToken("several Authorization headers")
+                token = find_token(
+                    authorization[0] if authorization else None, _offered_subprotocols(request)
+                )
+                self._verifier.verify(token)
+            except InvalidToken as exc:
+                log.debug("refused %s: %s", conn.remote_address, exc)
+                return http.respond(
+                    401,
+                    f"{exc}\n",
+                    "text/plain",
+                    WWW_Authenticate='Bearer realm="hopline", error="invalid_token"',
+                )
+        limit = self.settings.max_connections
+        if limit and self.connections >= limit:
+            log.debug("refused %s: %d connections open", conn.remote_address, self.connections)
+            return http.respond(503, "too many connections\n", "text/plain", Retry_After="1")
+        self.connections += 1
+        conn.holds_slot = True  # type: ignore[attr-defined]
+        return None
+
+    async def _sweep_stalled(self) -> None:
+        """Drop sockets whose pending send has waited ``send_timeout`` (client not reading)."""
+        timeout = self.settings.send_timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = loop.time()
+            for session in list(self._sessions):
+                started = session.send_started
+                if started is not None and now - started >= timeout:
+                    session.drop(f"client did not read for {timeout:g} s")
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.active_websockets += 1
         log.debug("open %s subprotocol=%s", ws.remote_address, ws.subprotocol)
+        s = self.settings
+        session = Session(ws, self.broker, self.metrics, s.window, s.rate_limit, s.rate_burst)
+        self._sessions.add(session)
         try:
-            await Session(ws, self.broker, self.metrics, self.settings.window).run()
+            await session.run()
         finally:
+            self._sessions.discard(session)
             self.active_websockets -= 1
             log.debug("closed %s", ws.remote_address)

@@ -4,8 +4,15 @@ Contract:
 
 * Every frame read becomes one request submitted to the broker at once; the
   session does not wait for a reply before reading the next frame.
-* At most ``window`` requests are in flight; when the window is full the session
-  stops reading, so the socket's buffers fill and TCP pushes back on the client.
+* At most ``window`` requests are in flight (a request stays in flight until its
+  reply or error frame has been handed to the socket; malformed and rate-limited
+  frames count too); when the window is full the session stops reading, so the
+  socket's buffers fill and TCP pushes back on the client.
+* With a rate limit, each frame spends one token of the socket's
+  :class:`~gateway.security.TokenBucket`; a frame over the limit is not published
+  and gets a ``busy`` error in its place.
+* A client that stops reading blocks the writer; :attr:`Session.send_started` lets
+  the gateway's sweeper see how long, and :meth:`Session.drop` cuts the socket.
 * Plain mode delivers replies (and error frames) in request order; ``hopline.v1``
   delivers each as soon as it arrives, tagged with the client's id.
 * When the socket closes, its outstanding requests are cancelled: their replies,
@@ -35,6 +42,7 @@ from gateway.protocol import (
     encode_plain_error,
 )
 from gateway.requests import Failure, Request, Result
+from gateway.security import TokenBucket
 
 __all__ = ["Session"]
 
@@ -42,9 +50,20 @@ log = logging.getLogger(__name__)
 
 _UNSET: Any = object()
 
+RATE_LIMITED = "request rate limit exceeded"
+
 
 class Session:
-    """Serve one accepted WebSocket until either side closes it."""
+    """Serve one accepted WebSocket until either side closes it.
+
+    Args:
+        ws: the accepted connection.
+        broker: where requests go.
+        metrics: the gateway's metrics.
+        window: requests in flight at most.
+        rate_limit: requests per second on average (0: no limit).
+        rate_burst: token bucket size (0: ``max(1, rate_limit)``).
+    """
 
     def __init__(
         self,
@@ -52,6 +71,8 @@ class Session:
         broker: Broker,
         metrics: GatewayMetrics,
         window: int,
+        rate_limit: float = 0.0,
+        rate_burst: int = 0,
     ) -> None:
         self.ws = ws
         self.broker = broker
@@ -66,6 +87,12 @@ class Session:
         self._window_open = asyncio.Event()
         self._window_open.set()
         self._in_flight = 0
+        self._bucket: TokenBucket | None = None
+        if rate_limit > 0:
+            burst = rate_burst or max(1, int(rate_limit))
+            self._bucket = TokenBucket(rate_limit, burst, self._loop.time())
+        self.send_started: float | None = None  # loop time the pending ws.send began
+        self.dropped: str | None = None  # why the gateway cut the socket, if it did
 
     async def run(self) -> None:
         """Read frames until the connection closes, then clean up."""
@@ -82,23 +109,36 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await writer
 
+    def drop(self, reason: str) -> None:
+        """Cut the connection now (no close handshake: the client is not reading)."""
+        if self.dropped is None:
+            self.dropped = reason
+            log.info("dropping connection from %s: %s", self.ws.remote_address, reason)
+            self.ws.transport.abort()
+
     async def _read_loop(self) -> None:
         ws, window, submit = self.ws, self.window, self.broker.submit
-        envelope = self.envelope
+        envelope, bucket = self.envelope, self._bucket
         while True:
             if self._in_flight >= window:
                 self._window_open.clear()
                 await self._window_open.wait()
             frame = await ws.recv()
             t0 = self._loop.time()
+            allowed = bucket is None or bucket.take(t0)
             if envelope:
                 try:
                     env = decode_envelope(frame)
                 except ProtocolError as exc:
-                    self.metrics.requests.inc()
-                    self.metrics.errors(ErrorCode.BAD_REQUEST).inc()
-                    error = encode_envelope_error(exc.client_id, ErrorCode.BAD_REQUEST, str(exc))
-                    self._emit(error, ends_request=False)
+                    self._refuse(
+                        encode_envelope_error(exc.client_id, ErrorCode.BAD_REQUEST, str(exc)),
+                        ErrorCode.BAD_REQUEST,
+                    )
+                    continue
+                if not allowed:
+                    self._refuse(
+                        encode_envelope_error(env.id, ErrorCode.BUSY, RATE_LIMITED), ErrorCode.BUSY
+                    )
                     continue
                 request = Request(env.data, self._on_envelope_done, (env.id, t0))
             else:
@@ -107,7 +147,19 @@ class Session:
                 request = Request(frame, self._on_plain_done, slot)
             self._in_flight += 1
             self._outstanding.add(request)
-            submit(request)
+            if allowed:
+                submit(request)
+            else:
+                self.metrics.requests.inc()
+                self.metrics.errors(ErrorCode.BUSY).inc()
+                request.resolve(Failure(ErrorCode.BUSY, RATE_LIMITED))
+
+    def _refuse(self, frame: str, code: ErrorCode) -> None:
+        """Answer a frame that is not published (hopline.v1 only: no ordering to keep)."""
+        self.metrics.requests.inc()
+        self.metrics.errors(code).inc()
+        self._in_flight += 1
+        self._emit(frame, ends_request=True)
 
     def _on_envelope_done(self, request: Request, result: Result) -> None:
         client_id, t0 = request.token
@@ -145,7 +197,9 @@ class Session:
             ready.clear()
             while outgoing:
                 frame, ends_request = outgoing.popleft()
+                self.send_started = self._loop.time()
                 await ws.send(frame)
+                self.send_started = None
                 if ends_request:
                     self._in_flight -= 1
                     if self._in_flight < self.window:

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from gateway.config import DEFAULT_RABBITMQ_URL, GatewaySettings
+from gateway.security import parse_origins
 from gateway.topology import QueueTopology
 from processor.worker import ProcessorSettings
 
@@ -144,6 +145,60 @@ gateway_options = _compose(
         type=click.FloatRange(min=0),
         help="Seconds to let in-flight requests finish on shutdown.",
     ),
+    # Limits and admission (gateway/security.py)
+    option(
+        "--max-connections",
+        env="HOPLINE_MAX_CONNECTIONS",
+        default=_GATEWAY_DEFAULTS.max_connections,
+        type=click.IntRange(min=0),
+        help="Most open /ws sockets plus /stream requests; more get HTTP 503 (0 = no limit).",
+    ),
+    option(
+        "--handshake-timeout",
+        env="HOPLINE_HANDSHAKE_TIMEOUT",
+        default=_GATEWAY_DEFAULTS.handshake_timeout,
+        type=click.FloatRange(min=0.001),
+        help="Seconds a new connection may take to send its HTTP request.",
+    ),
+    option(
+        "--rate-limit",
+        env="HOPLINE_RATE_LIMIT",
+        default=_GATEWAY_DEFAULTS.rate_limit,
+        type=click.FloatRange(min=0),
+        help="Requests per second per socket (token bucket); excess gets 'busy' (0 = off).",
+    ),
+    option(
+        "--rate-burst",
+        env="HOPLINE_RATE_BURST",
+        default=_GATEWAY_DEFAULTS.rate_burst,
+        type=click.IntRange(min=0),
+        help="Requests per socket allowed at once above the rate (0 = max(1, rate)).",
+    ),
+    option(
+        "--send-timeout",
+        env="HOPLINE_GATEWAY_SEND_TIMEOUT",  # HOPLINE_SEND_TIMEOUT is `hopline send --timeout`
+        default=_GATEWAY_DEFAULTS.send_timeout,
+        type=click.FloatRange(min=0.001),
+        help="Seconds a reply may wait on a client that stops reading before it is dropped.",
+    ),
+    option(
+        "--allowed-origin",
+        "allowed_origins",
+        env="HOPLINE_ALLOWED_ORIGINS",
+        multiple=True,
+        default=(),
+        show_default=False,
+        help="Origin allowed to connect (repeatable; env: comma/space separated); "
+        "others get 403. Default: any. Requests without Origin are allowed.",
+    ),
+    option(
+        "--token-secret",
+        env="HOPLINE_TOKEN_SECRET",
+        default=None,
+        show_default=False,
+        help="HS256 secret: require a JWT (Authorization: Bearer, or subprotocol "
+        "hopline.token.<jwt>) on /ws and /stream. Default: no authentication.",
+    ),
 )
 
 processor_options = _compose(
@@ -194,6 +249,13 @@ def gateway_settings(kw: dict[str, Any]) -> GatewaySettings:
         persistent=kw["persistent"],
         management_url=kw["management_url"],
         drain_timeout=kw["drain_timeout"],
+        max_connections=kw["max_connections"],
+        handshake_timeout=kw["handshake_timeout"],
+        rate_limit=kw["rate_limit"],
+        rate_burst=kw["rate_burst"],
+        send_timeout=kw["send_timeout"],
+        allowed_origins=parse_origins(kw["allowed_origins"]),
+        token_secret=kw["token_secret"] or None,
     )
 
 
