@@ -86,7 +86,7 @@ def gateway(**kw: Any) -> None:
     """Run the WebSocket gateway: /ws, /stream/<message>, /health, /metrics, /stats."""
     from gateway.broker import BrokerUnavailable
     from gateway.server import Gateway
-    from hopline.run import run_until_signalled
+    from hopline.run import run, run_until_signalled
 
     settings = gateway_settings(kw)
     gw = Gateway(settings)
@@ -95,7 +95,7 @@ def gateway(**kw: Any) -> None:
         click.echo(f"hopline gateway listening on ws://{settings.host}:{gw.port}/ws", err=True)
 
     try:
-        asyncio.run(run_until_signalled(gw.start, gw.stop, started))
+        run(run_until_signalled(gw.start, gw.stop, started))
     except BrokerUnavailable as exc:
         exits.fail(str(exc), exits.STARTUP_FAILURE)
     except OSError as exc:
@@ -111,7 +111,7 @@ def gateway(**kw: Any) -> None:
 def processor(handler: str, **kw: Any) -> None:
     """Run a processor: consume requests, apply the handler, reply."""
     from gateway.broker import BrokerUnavailable
-    from hopline.run import run_until_signalled
+    from hopline.run import run, run_until_signalled
     from processor.handlers import HandlerError, load_handler
     from processor.worker import Processor
 
@@ -121,7 +121,7 @@ def processor(handler: str, **kw: Any) -> None:
         raise click.BadParameter(str(exc), param_hint="--handler") from None
     worker = Processor(processor_settings(kw), handler_fn)
     try:
-        asyncio.run(run_until_signalled(worker.start, worker.stop))
+        run(run_until_signalled(worker.start, worker.stop))
     except BrokerUnavailable as exc:
         exits.fail(str(exc), exits.STARTUP_FAILURE)
 

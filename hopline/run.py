@@ -8,9 +8,30 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
-__all__ = ["run_until_signalled"]
+__all__ = ["run", "run_until_signalled"]
+
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop when it is installed (``HOPLINE_LOOP=asyncio`` opts out).
+
+    uvloop's libuv transports make the per-frame socket writes and reads that
+    dominate the gateway's profile markedly cheaper than asyncio's selector loop.
+    """
+    loop_factory = None
+    if os.environ.get("HOPLINE_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+        except ImportError:
+            pass
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main)
 
 
 async def run_until_signalled(

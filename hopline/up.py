@@ -18,7 +18,7 @@ from gateway.broker import BrokerUnavailable, redact_url
 from gateway.config import GatewaySettings
 from gateway.server import Gateway
 from hopline.broker_node import PrivateBroker, port_answers, rabbitmq_server_path
-from hopline.run import run_until_signalled
+from hopline.run import run, run_until_signalled
 
 __all__ = ["UpError", "run_stack"]
 
@@ -125,7 +125,7 @@ def _run_gateway(settings: GatewaySettings, processors: int, private: PrivateBro
         click.echo("\n".join(lines))
 
     try:
-        asyncio.run(run_until_signalled(start, gw.stop, started))
+        run(run_until_signalled(start, gw.stop, started))
     except BrokerUnavailable as exc:
         raise UpError(str(exc)) from None
     except OSError as exc:
