@@ -1,0 +1,138 @@
+"""Subprocesses the benchmark starts, and what /proc tells about any process.
+
+Every process is started by :func:`start` with its stderr (and, unless piped,
+stdout) going to a log file, and is stopped by :meth:`Proc.stop` (SIGTERM, then
+SIGKILL after a deadline). CPU and memory come from ``/proc/<pid>/stat`` and
+``/proc/<pid>/status``, so they can be sampled for processes the benchmark did
+not start (the broker) without touching them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import resource
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Proc", "broker_pid", "cpu_seconds", "free_port", "rss_kib", "start"]
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by ``pid`` (0.0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size (VmRSS) of ``pid`` in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def broker_pid() -> int | None:
+    """The pid of the local RabbitMQ node (``beam.smp``), if one runs here."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "beam.smp":
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _raise_nofile() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+@dataclass
+class Proc:
+    """A started subprocess and its log file."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        """Its pid."""
+        return self.process.pid
+
+    def log_text(self) -> str:
+        """Everything it wrote to its log so far."""
+        return self.log.read_text(errors="replace")
+
+    async def wait_log(self, pattern: str, timeout: float) -> re.Match[str]:
+        """Wait until its log matches ``pattern``.
+
+        Raises:
+            RuntimeError: it exited first, or ``timeout`` passed.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            match = re.search(pattern, self.log_text())
+            if match:
+                return match
+            if self.process.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        tail = self.log_text()[-600:]
+        raise RuntimeError(f"{self.name} did not log {pattern!r} in time; log tail:\n{tail}")
+
+    async def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL; returns the exit code."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.process.wait()
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        return self.process.returncode
+
+
+async def start(
+    name: str,
+    argv: list[str],
+    log_dir: Path,
+    *,
+    pipe_stdio: bool = False,
+    env: dict[str, str] | None = None,
+) -> Proc:
+    """Start ``argv`` with a raised open-files limit; stderr (and stdout unless piped) to a log."""
+    log = log_dir / f"{name}.log"
+    handle = log.open("wb")
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if pipe_stdio else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE if pipe_stdio else handle,
+            stderr=handle,
+            env={**os.environ, **(env or {})},
+            preexec_fn=_raise_nofile,
+            limit=2**24,
+        )
+    finally:
+        handle.close()
+    return Proc(name, process, log)

@@ -1,0 +1,152 @@
+"""Pure reporting for the benchmark: targets, ratios, the Markdown table, profile summaries.
+
+No I/O here: :mod:`run` gathers the numbers, these functions turn them into the
+``targets`` section of the JSON and the printed table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["collapse_profile", "markdown_table", "targets", "verify"]
+
+# Goals of issue 7.
+THROUGHPUT_X = 10.0
+OPEN_P99_FRACTION = 0.25
+RSS_PER_CONN_KIB = 20.0
+ACCEPT_RATE = 1000.0
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def targets(s: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each target of the issue: measured value, goal, met. Missing scenarios are skipped."""
+    out: dict[str, dict[str, Any]] = {}
+    if "closed_reference" in s and "closed_hopline" in s:
+        x = _ratio(s["closed_hopline"]["throughput"], s["closed_reference"]["throughput"])
+        out["throughput_vs_reference"] = _goal(x, THROUGHPUT_X, higher=True, unit="x")
+    if "open_reference" in s and "open_hopline" in s:
+        f = _ratio(s["open_hopline"]["p99_ms"], s["open_reference"]["p99_ms"])
+        out["open_p99_vs_reference"] = _goal(f, OPEN_P99_FRACTION, higher=False, unit="x")
+    if "scale_hopline" in s:
+        sc = s["scale_hopline"]
+        out["scale_connections_answered"] = _goal(
+            sc["ok"], sc["target_connections"], higher=True, unit="sockets"
+        )
+        out["rss_per_idle_connection_kib"] = _goal(
+            sc["rss_per_connection_kib"], RSS_PER_CONN_KIB, higher=False, unit="KiB"
+        )
+        out["accept_rate_per_s"] = _goal(sc["accept_rate"], ACCEPT_RATE, higher=True, unit="/s")
+    hop = s.get("closed_hopline", {}).get("throughput")
+    if hop is not None and "ceiling_echo" in s:
+        out["fraction_of_echo_ceiling"] = {
+            "value": _ratio(hop, s["ceiling_echo"]["throughput"]),
+            "goal": None,
+            "met": None,
+            "unit": "",
+        }
+    if hop is not None and "ceiling_amqp" in s:
+        out["fraction_of_amqp_ceiling"] = {
+            "value": _ratio(hop, s["ceiling_amqp"]["throughput"]),
+            "goal": None,
+            "met": None,
+            "unit": "",
+        }
+    return out
+
+
+def _goal(value: float | None, goal: float, *, higher: bool, unit: str) -> dict[str, Any]:
+    met = None if value is None else (value >= goal if higher else value <= goal)
+    return {"value": value, "goal": goal, "higher_is_better": higher, "met": met, "unit": unit}
+
+
+def verify(s: dict[str, dict[str, Any]]) -> list[str]:
+    """Problems with the counts: any scenario with a lost, wrong or error reply."""
+    problems = []
+    for name, r in s.items():
+        bad = {k: r.get(k, 0) for k in ("lost", "wrong", "errors")}
+        if any(bad.values()) or r.get("ok", 0) != r.get("sent", 0):
+            problems.append(f"{name}: sent {r.get('sent')} ok {r.get('ok')} {bad}")
+    return problems
+
+
+ROWS = [
+    ("closed_reference", "a. closed loop, 50 conns", "reference"),
+    ("closed_hopline", "a. closed loop, 50 conns", "hopline"),
+    ("open_reference", "b. open loop 500/s, 100 conns", "reference"),
+    ("open_hopline", "b. open loop 500/s, 100 conns", "hopline"),
+    ("scale_hopline", "c. 1 request on each socket", "hopline"),
+    ("ceiling_echo", "d. ceiling, 50 conns", "bare websockets echo"),
+    ("ceiling_amqp", "d. ceiling, 100 in flight", "bare aio-pika RPC"),
+]
+
+
+def markdown_table(s: dict[str, dict[str, Any]], goals: dict[str, dict[str, Any]]) -> str:
+    """The scenarios and the targets as two Markdown tables."""
+    lines = [
+        "| scenario | system | replies/s | p50 ms | p99 ms | sent = ok |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for key, scenario, system in ROWS:
+        r = s.get(key)
+        if r is None:
+            continue
+        if key == "scale_hopline":
+            system = f"hopline, {r['ok']:,} sockets"
+        thr = "-" if key == "scale_hopline" else f"{r['throughput']:,.0f}"
+        counts = (
+            f"{r['sent']:,} = {r['ok']:,}" if r["ok"] == r["sent"] else f"{r['sent']} != {r['ok']}"
+        )
+        lines.append(
+            f"| {scenario} | {system} | {thr} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {counts} |"
+        )
+    lines += ["", "| target | measured | goal | met |", "|---|---:|---:|---|"]
+    for name, g in goals.items():
+        value = "-" if g["value"] is None else f"{g['value']:,.3g} {g['unit']}".strip()
+        if g["goal"] is None:
+            goal = "report"
+        else:
+            goal = f"{'>=' if g['higher_is_better'] else '<='} {g['goal']:,g} {g['unit']}".strip()
+        met = {True: "yes", False: "NO", None: "-"}[g["met"]]
+        lines.append(f"| {name} | {value} | {goal} | {met} |")
+    return "\n".join(lines)
+
+
+def collapse_profile(raw_lines: Iterable[str], top: int = 15) -> dict[str, list[tuple[str, float]]]:
+    """Top self and inclusive costs from py-spy ``-f raw`` (collapsed stacks) output.
+
+    Returns:
+        ``{"self": [(frame, share), ...], "inclusive": [...]}`` with shares of all
+        samples (0..1), largest first. Idle samples are counted, so the shares
+        show how busy the process was.
+    """
+    self_counts: Counter[str] = Counter()
+    incl_counts: Counter[str] = Counter()
+    total = 0
+    for line in raw_lines:
+        line = line.rstrip()
+        if not line:
+            continue
+        stack, _, count_text = line.rpartition(" ")
+        try:
+            count = int(count_text)
+        except ValueError:
+            continue
+        frames = [f for f in stack.split(";") if f]
+        if not frames:
+            continue
+        total += count
+        self_counts[frames[-1]] += count
+        for frame in set(frames):
+            incl_counts[frame] += count
+    if total == 0:
+        return {"self": [], "inclusive": [], "samples": []}
+    return {
+        "self": [(f, round(c / total, 4)) for f, c in self_counts.most_common(top)],
+        "inclusive": [(f, round(c / total, 4)) for f, c in incl_counts.most_common(top)],
+        "samples": [("total", float(total))],
+    }

@@ -1,0 +1,593 @@
+"""hopline benchmark: issue 7's scenarios against hopline, the reference design, two ceilings.
+
+Starts everything it measures as subprocesses on free ports (against the broker at
+``RABBITMQ_URL``), one system at a time, with the load driver (``driver.py``) in
+its own process(es), prints a Markdown table and writes JSON. Usage::
+
+    .venv/bin/python bench/run.py [--quick] [--json bench/results/latest.json] [--profile]
+
+Exit code 0 when every request of every scenario was answered correctly (targets
+missed are reported, not failed), 1 when a count is off, 3 when something could
+not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import procs
+import report
+from wsclient import open_client
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PY = sys.executable
+
+
+# Helpers
+
+
+def log(message: str) -> None:
+    """Progress on stderr."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def machine() -> dict[str, Any]:
+    """What this was measured on."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kib = 0
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    import websockets
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "websockets": websockets.__version__,
+        "aio_pika": aio_pika.__version__,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+async def http_get(url: str, timeout: float = 5.0) -> str:
+    """Body of a GET (any status)."""
+
+    def get() -> str:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                return resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.read().decode()
+
+    return await asyncio.to_thread(get)
+
+
+async def until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until true; raise RuntimeError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if await predicate():
+                return
+        except (OSError, ConnectionError, TimeoutError, ValueError):
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+async def round_trip(url: str, text: str, expected: str) -> bool:
+    """One request over a fresh socket; True when the reply is ``expected``."""
+    client = await open_client(url, timeout=5)
+    got: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    client.on_text = lambda t: got.done() or got.set_result(t)
+    client.send(text)
+    try:
+        async with asyncio.timeout(10):
+            return (await got) == expected
+    finally:
+        client.close()
+
+
+def parse_metrics(text: str, name: str) -> dict[str, float]:
+    """Samples of one Prometheus metric family: ``{sample_with_labels: value}``."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+class CpuWatch:
+    """CPU seconds of named pids between two moments, as cores used."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = {k: v for k, v in pids.items() if v}
+        self._t0 = 0.0
+        self._c0: dict[str, float] = {}
+        self.cores: dict[str, float] = {}
+
+    def begin(self) -> None:
+        """Mark the start of the window."""
+        self._t0 = time.monotonic()
+        self._c0 = {k: procs.cpu_seconds(p) for k, p in self.pids.items()}
+
+    def end(self) -> None:
+        """Mark the end; ``cores`` holds each process' average cores used."""
+        elapsed = time.monotonic() - self._t0
+        self.cores = {
+            k: round((procs.cpu_seconds(p) - self._c0[k]) / elapsed, 3)
+            for k, p in self.pids.items()
+        }
+
+
+class Bench:
+    """One benchmark run: settings, processes, results."""
+
+    def __init__(self, args: argparse.Namespace, log_dir: Path) -> None:
+        self.args = args
+        self.log_dir = log_dir
+        self.url = args.rabbitmq_url
+        self.run_id = uuid.uuid4().hex[:8]
+        self.started: list[procs.Proc] = []
+        self.queues: list[str] = []
+        self.results: dict[str, dict[str, Any]] = {}
+        self.broker_pid = procs.broker_pid()
+
+    async def start(self, name: str, argv: list[str], **kw: Any) -> procs.Proc:
+        """Start a process owned by this run."""
+        proc = await procs.start(name, argv, self.log_dir, **kw)
+        self.started.append(proc)
+        return proc
+
+    async def stop(self, *ps: procs.Proc) -> None:
+        """Stop processes of this run."""
+        await asyncio.gather(*(p.stop() for p in ps))
+
+    async def stop_all(self) -> None:
+        """Stop whatever is still running and delete the queues this run declared."""
+        await self.stop(*self.started)
+        if not self.queues:
+            return
+        try:
+            conn = await aio_pika.connect(self.url, timeout=5)
+            async with conn:
+                for name in self.queues:
+                    channel = await conn.channel()
+                    with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                        await channel.queue_delete(name)
+        except (OSError, aio_pika.exceptions.AMQPError) as exc:
+            log(f"could not delete queues {self.queues}: {exc}")
+
+    # Driving
+
+    async def drive(
+        self, name: str, argv: list[str], watch: dict[str, int], timeout: float
+    ) -> dict[str, Any]:
+        """Run one driver process; sample CPU of ``watch`` over its measured window."""
+        driver = await self.start(
+            f"driver-{name}", [PY, str(BENCH / "driver.py"), *argv], pipe_stdio=True
+        )
+        cpu = CpuWatch({**watch, "driver": driver.pid})
+        result: dict[str, Any] | None = None
+        assert driver.process.stdout is not None
+        async with asyncio.timeout(timeout):
+            while line := await driver.process.stdout.readline():
+                event = json.loads(line)
+                if event["event"] == "window-start":
+                    cpu.begin()
+                elif event["event"] == "window-end":
+                    cpu.end()
+                elif event["event"] == "result":
+                    result = event
+                elif event["event"] == "failed":
+                    raise RuntimeError(f"driver {name}: {event['error']}")
+            await driver.process.wait()
+        if result is None:
+            raise RuntimeError(f"driver {name} gave no result; log:\n{driver.log_text()[-800:]}")
+        result.pop("event")
+        result["cpu_cores"] = cpu.cores
+        return result
+
+    def closed_args(self, url: str, suffix: str = " world") -> list[str]:
+        """Driver arguments of scenario (a)."""
+        a = self.args
+        return [
+            "closed", "--url", url, "--connections", "50", "--duration", str(a.duration),
+            "--warmup", str(a.warmup), "--suffix", suffix,
+        ]  # fmt: skip
+
+    def open_args(self, url: str) -> list[str]:
+        """Driver arguments of scenario (b)."""
+        a = self.args
+        return [
+            "open", "--url", url, "--connections", "100", "--rate", "500",
+            "--duration", str(a.duration), "--warmup", str(a.warmup),
+        ]  # fmt: skip
+
+    def timeout(self) -> float:
+        """Deadline for one driver run."""
+        return self.args.duration + self.args.warmup + 90
+
+    def record(self, key: str, result: dict[str, Any]) -> None:
+        """Keep a scenario's result and log a one-line summary."""
+        self.results[key] = result
+        log(
+            f"{key}: {result.get('throughput', 0):,.0f}/s p50 {result['p50_ms']:.2f} ms "
+            f"p99 {result['p99_ms']:.2f} ms sent {result['sent']} ok {result['ok']} "
+            f"cpu {result.get('cpu_cores')}"
+        )
+
+    # Systems
+
+    async def reference(self) -> None:
+        """Scenarios (a) and (b) against the reference design."""
+        prefix = f"ref_{self.run_id}"
+        self.queues += [f"{prefix}_input_queue", f"{prefix}_output_queue"]
+        port = procs.free_port()
+        common = ["--rabbitmq-url", self.url, "--prefix", prefix]
+        ref = BENCH / "reference"
+        gw = await self.start(
+            "ref-gateway", [PY, str(ref / "gateway.py"), "--port", str(port), *common]
+        )
+        proc = await self.start("ref-processor", [PY, str(ref / "processor.py"), *common])
+        url = f"ws://127.0.0.1:{port}/ws"
+        await until(lambda: round_trip(url, "ready", "ready world"), 30, "the reference to answer")
+        watch = {"gateway": gw.pid, "processor": proc.pid, "broker": self.broker_pid or 0}
+        log("reference: closed loop")
+        self.record(
+            "closed_reference",
+            await self.drive("ref-closed", self.closed_args(url), watch, self.timeout()),
+        )
+        log("reference: open loop")
+        self.record(
+            "open_reference",
+            await self.drive("ref-open", self.open_args(url), watch, self.timeout()),
+        )
+        await self.stop(gw, proc)
+
+    async def hopline(self) -> None:
+        """Scenarios (a), (b), (c) and the optional profile against hopline."""
+        queue = f"bench.{self.run_id}"
+        self.queues += [queue, f"{queue}.batch"]
+        common = ["--rabbitmq-url", self.url, "--input-queue", queue]
+        gw = await self.start(
+            "hopline-gateway",
+            [PY, "-m", "hopline", "gateway", "--host", "127.0.0.1", "--port", "0", *common],
+        )
+        match = await gw.wait_log(r"listening on ws://[^:]+:(\d+)/ws", 30)
+        port = int(match.group(1))
+        processors = [
+            await self.start(f"hopline-processor-{i}", [PY, "-m", "hopline", "processor", *common])
+            for i in range(self.args.processors)
+        ]
+        url = f"ws://127.0.0.1:{port}/ws"
+        base = f"http://127.0.0.1:{port}"
+
+        async def batching() -> bool:
+            return json.loads(await http_get(f"{base}/health")).get("batching") is True
+
+        await until(batching, 30, "hopline batching to be active")
+        await until(lambda: round_trip(url, "ready", "ready world"), 30, "hopline to answer")
+        watch = {"gateway": gw.pid, "broker": self.broker_pid or 0}
+        watch |= {f"processor-{i}": p.pid for i, p in enumerate(processors)}
+
+        log("hopline: closed loop")
+        before = parse_metrics(await http_get(f"{base}/metrics"), "hopline_publish_batch_requests")
+        result = await self.drive("hop-closed", self.closed_args(url), watch, self.timeout())
+        after = parse_metrics(await http_get(f"{base}/metrics"), "hopline_publish_batch_requests")
+        result["publish_batches"] = batch_stats(before, after)
+        self.record("closed_hopline", result)
+
+        log("hopline: open loop")
+        self.record(
+            "open_hopline", await self.drive("hop-open", self.open_args(url), watch, self.timeout())
+        )
+        if self.args.profile:
+            await self.profile(url, gw, processors[0], watch)
+        if self.args.scale > 0:
+            log(f"hopline: scale, {self.args.scale:,} sockets")
+            self.record("scale_hopline", await self.scale(url, base, gw))
+        await self.stop(gw, *processors)
+
+    async def scale(self, url: str, base: str, gw: procs.Proc) -> dict[str, Any]:
+        """Scenario (c): hold many sockets in one gateway, answer one request on each."""
+        n, parts = self.args.scale, self.args.scale_drivers
+        rss_base = procs.rss_kib(gw.pid)
+        drivers = []
+        for i in range(parts):
+            count = n // parts + (1 if i < n % parts else 0)
+            offset = sum(n // parts + (1 if j < n % parts else 0) for j in range(i))
+            argv = [
+                PY, str(BENCH / "driver.py"), "hold", "--url", url, "--connections", str(count),
+                "--offset", str(offset), "--concurrency", str(self.args.scale_concurrency),
+            ]  # fmt: skip
+            drivers.append(await self.start(f"driver-scale-{i}", argv, pipe_stdio=True))
+
+        async def next_event(p: procs.Proc) -> dict[str, Any]:
+            assert p.process.stdout is not None
+            line = await p.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{p.name} ended early; log:\n{p.log_text()[-800:]}")
+            event = json.loads(line)
+            if event["event"] == "failed":
+                raise RuntimeError(f"{p.name}: {event['error']}")
+            return event
+
+        async with asyncio.timeout(300):
+            opened = await asyncio.gather(*(next_event(p) for p in drivers))
+            health = json.loads(await http_get(f"{base}/health"))
+            rss_idle = procs.rss_kib(gw.pid)
+            for p in drivers:
+                assert p.process.stdin is not None
+                p.process.stdin.write(b"request\n")
+            answered = await asyncio.gather(*(next_event(p) for p in drivers))
+            rss_answered = procs.rss_kib(gw.pid)
+            for p in drivers:
+                assert p.process.stdin is not None
+                p.process.stdin.write(b"close\n")
+            results = await asyncio.gather(*(next_event(p) for p in drivers))
+            await asyncio.gather(*(p.process.wait() for p in drivers))
+        t_first = min(e["t_first"] for e in opened)
+        t_last = max(e["t_last"] for e in opened)
+        total = sum(e["connections"] for e in opened)
+        sent = sum(r["sent"] for r in results)
+        ok = sum(r["ok"] for r in results)
+        p50 = max(r["p50_ms"] for r in results)
+        p99 = max(r["p99_ms"] for r in results)
+        return {
+            "target_connections": n,
+            "connections": total,
+            "driver_processes": parts,
+            "handshakes_in_flight_per_driver": self.args.scale_concurrency,
+            "gateway_active_websockets": health.get("active_websockets"),
+            "open_seconds": round(t_last - t_first, 3),
+            "accept_rate": round(total / (t_last - t_first), 1),
+            "rss_base_kib": rss_base,
+            "rss_idle_kib": rss_idle,
+            "rss_after_answer_kib": rss_answered,
+            "rss_per_connection_kib": round((rss_idle - rss_base) / total, 2),
+            "rss_per_connection_after_answer_kib": round((rss_answered - rss_base) / total, 2),
+            "answered_events": answered,
+            "sent": sent,
+            "ok": ok,
+            "wrong": sum(r["wrong"] for r in results),
+            "errors": sum(r["errors"] for r in results),
+            "lost": sum(r["lost"] for r in results),
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "throughput": 0.0,
+        }
+
+    async def profile(
+        self, url: str, gw: procs.Proc, processor: procs.Proc, watch: dict[str, int]
+    ) -> None:
+        """Scenario (a) again with py-spy sampling the gateway and one processor."""
+        spy = str(Path(PY).parent / "py-spy")
+        seconds = int(self.args.duration + self.args.warmup)
+        out_dir = self.args.json.parent if self.args.json else BENCH / "results"
+        files = {}
+        spies = []
+        for name, proc in (("gateway", gw), ("processor", processor)):
+            path = out_dir / f"profile-{name}.txt"
+            files[name] = path
+            argv = [spy, "record", "-f", "raw", "--nonblocking", "-r", "200", "-d", str(seconds),
+                    "-p", str(proc.pid), "-o", str(path)]  # fmt: skip
+            spies.append(await self.start(f"py-spy-{name}", argv))
+        log("hopline: closed loop under py-spy")
+        result = await self.drive("hop-profile", self.closed_args(url), watch, self.timeout())
+        for s in spies:
+            async with asyncio.timeout(60):
+                await s.process.wait()
+        summary = {}
+        for name, path in files.items():
+            if path.exists():
+                summary[name] = report.collapse_profile(path.read_text().splitlines(), top=25)
+        result["profile"] = summary
+        self.record("profile_hopline", result)
+
+    async def ceilings(self) -> None:
+        """Scenario (d): bare websockets echo and bare aio-pika RPC."""
+        echo = await self.start("echo-server", [PY, str(BENCH / "echo_server.py"), "--port", "0"])
+        match = await echo.wait_log(r"listening on ws://[^:]+:(\d+)/ws", 30)
+        url = f"ws://127.0.0.1:{match.group(1)}/ws"
+        log("ceiling: websockets echo")
+        self.record(
+            "ceiling_echo",
+            await self.drive(
+                "echo", self.closed_args(url, suffix=""), {"server": echo.pid}, self.timeout()
+            ),
+        )
+        await self.stop(echo)
+
+        queue = f"bench.amqp.{self.run_id}"
+        self.queues.append(queue)
+        common = ["--rabbitmq-url", self.url, "--queue", queue, "--in-flight", "100"]
+        server = await self.start(
+            "amqp-server", [PY, str(BENCH / "amqp_rtt.py"), "server", *common]
+        )
+        await server.wait_log("consuming", 30)
+        log("ceiling: aio-pika round trips")
+        client = await self.start(
+            "amqp-client",
+            [PY, str(BENCH / "amqp_rtt.py"), "client", *common,
+             "--duration", str(self.args.duration), "--warmup", str(self.args.warmup)],
+            pipe_stdio=True,
+        )  # fmt: skip
+        watch = {"server": server.pid, "client": client.pid, "broker": self.broker_pid or 0}
+        cpu = CpuWatch(watch)
+        result = None
+        assert client.process.stdout is not None
+        async with asyncio.timeout(self.timeout()):
+            while line := await client.process.stdout.readline():
+                event = json.loads(line)
+                if event["event"] == "window-start":
+                    cpu.begin()
+                elif event["event"] == "window-end":
+                    cpu.end()
+                elif event["event"] == "result":
+                    result = event
+        if result is None:
+            raise RuntimeError(f"amqp client gave no result; log:\n{client.log_text()[-800:]}")
+        result.pop("event")
+        result["cpu_cores"] = cpu.cores
+        self.record("ceiling_amqp", result)
+        await self.stop(server)
+
+
+def batch_stats(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Requests per publish during a window, from two scrapes of the batch-size histogram."""
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    count = delta.get("hopline_publish_batch_requests_count", 0.0)
+    total = delta.get("hopline_publish_batch_requests_sum", 0.0)
+    buckets = {
+        k.split('le="')[1].rstrip('"}'): int(v)
+        for k, v in delta.items()
+        if k.startswith("hopline_publish_batch_requests_bucket")
+    }
+    return {
+        "flushes": int(count),
+        "requests": int(total),
+        "mean_requests_per_flush": round(total / count, 2) if count else None,
+        "cumulative_buckets": buckets,
+    }
+
+
+async def check_broker(url: str) -> None:
+    """Fail fast with a clear message when RabbitMQ is not reachable."""
+    try:
+        conn = await aio_pika.connect(url, timeout=5)
+        await conn.close()
+    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+        print(
+            f"error: cannot reach RabbitMQ at {url}: {exc or type(exc).__name__}", file=sys.stderr
+        )
+        sys.exit(3)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    """Run every scenario, print the table, write the JSON."""
+    await check_broker(args.rabbitmq_url)
+    info = machine()
+    log(f"machine: {info['nproc']} x {info['cpu_model']}, Python {info['python']}")
+    with tempfile.TemporaryDirectory(prefix="hopline-bench-") as tmp:
+        bench = Bench(args, Path(tmp))
+        try:
+            for step in args.only or ["reference", "hopline", "ceilings"]:
+                await getattr(bench, step)()
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
+        finally:
+            await bench.stop_all()
+            if args.keep_logs:
+                keep_logs(Path(tmp), args)
+    results = bench.results
+    measured = {k: v for k, v in results.items() if k != "profile_hopline"}
+    goals = report.targets(measured)
+    problems = report.verify(results)
+    table = report.markdown_table(measured, goals)
+    print(table)
+    if "closed_hopline" in results:
+        print(f"\nhopline (a) CPU, cores: {results['closed_hopline']['cpu_cores']}")
+        print(f"hopline (a) batching: {results['closed_hopline']['publish_batches']}")
+    if "closed_reference" in results:
+        print(f"reference (a) CPU, cores: {results['closed_reference']['cpu_cores']}")
+    if problems:
+        print("\nCOUNT PROBLEMS:\n" + "\n".join(problems))
+    out = {
+        "command": " ".join([Path(PY).name, *sys.argv]),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": info,
+        "settings": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "hopline_processors": args.processors,
+            "scale_connections": args.scale,
+            "scale_driver_processes": args.scale_drivers,
+        },
+        "scenarios": results,
+        "targets": goals,
+        "verified": not problems,
+        "problems": problems,
+        "table": table,
+    }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        log(f"wrote {args.json}")
+    return 1 if problems else 0
+
+
+def keep_logs(tmp: Path, args: argparse.Namespace) -> None:
+    """Copy process logs next to the JSON."""
+    dest = (args.json.parent if args.json else BENCH / "results") / "logs"
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in tmp.glob("*.log"):
+        (dest / f.name).write_bytes(f.read_bytes())
+
+
+def main() -> None:
+    """Parse arguments and run."""
+    parser = argparse.ArgumentParser(description="hopline benchmark (issue 7)")
+    parser.add_argument("--quick", action="store_true", help="3 s windows, 2,000 sockets")
+    parser.add_argument(
+        "--json", type=Path, help="write results here (e.g. bench/results/latest.json)"
+    )
+    parser.add_argument(
+        "--rabbitmq-url",
+        default=os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+    )
+    parser.add_argument(
+        "--duration", type=float, help="seconds measured per scenario [10; quick 3]"
+    )
+    parser.add_argument("--warmup", type=float, help="seconds before measuring [2; quick 1]")
+    parser.add_argument("--processors", type=int, default=1, help="hopline processor processes [1]")
+    parser.add_argument(
+        "--scale", type=int, help="sockets in scenario (c), 0 skips [10000; quick 2000]"
+    )
+    parser.add_argument(
+        "--scale-drivers", type=int, default=2, help="driver processes opening them [2]"
+    )
+    parser.add_argument(
+        "--scale-concurrency", type=int, default=64, help="handshakes in flight per driver [64]"
+    )
+    parser.add_argument("--profile", action="store_true", help="also run (a) under py-spy")
+    parser.add_argument("--only", nargs="+", choices=["reference", "hopline", "ceilings"])
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="copy process logs next to the JSON"
+    )
+    args = parser.parse_args()
+    args.duration = args.duration or (3.0 if args.quick else 10.0)
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    args.scale = args.scale if args.scale is not None else (2000 if args.quick else 10000)
+    os.chdir(ROOT)
+    sys.exit(asyncio.run(main_async(args)))
+
+
+if __name__ == "__main__":
+    main()
