@@ -19,6 +19,7 @@ import time
 import uuid
 
 import aio_pika
+import aioloop
 from aio_pika.abc import AbstractIncomingMessage
 from driver import Tally, emit, summary
 
@@ -123,9 +124,9 @@ def main() -> None:
     parser.add_argument("--drain-timeout", type=float, default=30.0)
     args = parser.parse_args()
     if args.role == "server":
-        asyncio.run(serve(args.rabbitmq_url, args.queue, args.in_flight))
+        aioloop.run(serve(args.rabbitmq_url, args.queue, args.in_flight))
     else:
-        emit("result", mode="amqp", **asyncio.run(drive(args)))
+        emit("result", mode="amqp", **aioloop.run(drive(args)))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import aioloop
 from hdrh.histogram import HdrHistogram
 from wsclient import WsClient, open_client
 
@@ -297,7 +298,7 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     run = {"closed": run_closed, "open": run_open, "hold": run_hold}[args.mode]
     try:
-        result = asyncio.run(run(args))
+        result = aioloop.run(run(args))
     except (OSError, TimeoutError) as exc:
         emit("failed", error=f"{type(exc).__name__}: {exc}")
         sys.exit(4)

@@ -11,6 +11,7 @@ import asyncio
 import resource
 import signal
 
+import aioloop
 from websockets.asyncio.server import ServerConnection, serve
 
 
@@ -40,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    asyncio.run(run(args.host, args.port))
+    aioloop.run(run(args.host, args.port))
 
 
 if __name__ == "__main__":

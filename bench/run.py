@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aioloop
 import procs
 import report
 from wsclient import open_client
@@ -69,6 +70,7 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "websockets": websockets.__version__,
         "aio_pika": aio_pika.__version__,
+        "event_loop": aioloop.loop_name(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -127,7 +128,8 @@ def main() -> None:
     client = RabbitMQClient(
         args.rabbitmq_url, f"{args.prefix}_input_queue", f"{args.prefix}_output_queue"
     )
-    uvicorn.run(create_app(client), host=args.host, port=args.port, log_level="warning")
+    loop = "asyncio" if os.environ.get("HOPLINE_LOOP") == "asyncio" else "auto"  # auto: uvloop
+    uvicorn.run(create_app(client), host=args.host, port=args.port, log_level="warning", loop=loop)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Consumes the durable input queue with a consumer callback (aio-pika runs up to
 ``prefetch`` of them at once), publishes the reply persistent to ``reply_to`` with
 the request's correlation id on a default channel (publisher confirms on), and
-acks when the callback's ``message.process()`` block ends.
+acks when the callback's ``message.process()`` block ends. Runs on uvloop when
+installed (``HOPLINE_LOOP=asyncio`` opts out), like hopline and like uvicorn's
+default ``loop="auto"`` in the reference gateway, so both designs get the same loop.
 
 Run: ``python bench/reference/processor.py [--rabbitmq-url ...] [--prefix ref]``.
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 
 import aio_pika
@@ -55,6 +59,13 @@ def main() -> None:
     parser.add_argument("--rabbitmq-url", default="amqp://guest:guest@localhost:5672/")
     parser.add_argument("--prefix", default="ref", help="queue names: <prefix>_input_queue, ...")
     args = parser.parse_args()
+    if os.environ.get("HOPLINE_LOOP", "uvloop") != "asyncio":
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(serve(args.rabbitmq_url, f"{args.prefix}_input_queue"))
+            return
     asyncio.run(serve(args.rabbitmq_url, f"{args.prefix}_input_queue"))
 
 
