@@ -9,7 +9,16 @@ redeclaration with different arguments), so the arguments live here only.
   :mod:`gateway.batch`). Only hopline processors consume it; the gateway sends
   batches there only while it has consumers (``--batching auto``).
 * ``<input_queue>.dead``: where a request that failed too often is dead-lettered,
-  when a delivery limit is set.
+  when a delivery limit is set. Dead-lettered messages keep their body,
+  ``reply_to``, ``correlation_id`` and headers (RabbitMQ adds ``x-death``), so
+  they can be inspected and replayed.
+
+Delivery limit: a request whose processor dies (or loses its connection) before
+acking it is redelivered. Quorum queues count deliveries themselves
+(``x-delivery-count`` header, ``x-delivery-limit`` argument); for classic queues
+the processor keeps the count in the :data:`ATTEMPTS_HEADER` of a re-published
+copy. Either way the processor dead-letters the request on the delivery after
+``delivery_limit`` failed ones and replies ``processor_error``.
 """
 
 from __future__ import annotations
@@ -20,8 +29,10 @@ from typing import Any, Literal
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
 __all__ = [
+    "ATTEMPTS_HEADER",
     "BINARY_CONTENT_TYPE",
     "DEADLINE_HEADER",
+    "DELIVERY_COUNT_HEADER",
     "ERROR_HEADER",
     "TEXT_CONTENT_TYPE",
     "QueueTopology",
@@ -32,6 +43,10 @@ ERROR_HEADER = "x-hopline-error"  # on a plain reply: the error code; the body i
 # On a request: unix time in integer milliseconds after which nobody waits for the reply
 # (an integer: AMQP tables carry Python floats as 32-bit floats, 128 s coarse today).
 DEADLINE_HEADER = "x-hopline-deadline-ms"
+# On a request copy re-published by a processor (classic queues): deliveries that failed.
+ATTEMPTS_HEADER = "x-hopline-attempts"
+# Set by quorum queues on a redelivered message: deliveries returned without an ack.
+DELIVERY_COUNT_HEADER = "x-delivery-count"
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 
@@ -48,9 +63,12 @@ class QueueTopology:
         max_length: optional ``x-max-length``; with it the broker rejects
             publishes past the limit (``x-overflow=reject-publish``), which the
             gateway reports to the client as ``busy``.
-        delivery_limit: optional number of deliveries after which a request is
-            dead-lettered to ``<input_queue>.dead`` (quorum queues enforce it in
-            the broker; classic queues count redeliveries in the processor).
+        delivery_limit: optional number of failed deliveries (processor crashed
+            or disconnected before acking) after which a request is dead-lettered
+            to ``<input_queue>.dead`` and its client gets ``processor_error``; the
+            handler runs at most this many times per request. The processor
+            enforces it for both queue types; quorum queues also get
+            ``x-delivery-limit`` as a broker-side backstop.
     """
 
     input_queue: str = "input_queue"

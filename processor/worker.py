@@ -11,7 +11,18 @@ Contract:
 * A handler exception becomes an error reply (``processor_error``); the request is
   acked and the processor keeps going.
 * A request whose ``x-hopline-deadline-ms`` header (unix milliseconds) has passed is acked
-  without running the handler: its client has already been told ``timeout``.
+  without running the handler: its client has already been told ``timeout``. The
+  header is checked when a handling slot frees up, and between the items of a batch
+  handled one by one (a synchronous handler).
+* With a delivery limit (see :mod:`gateway.topology`), a redelivered request is
+  counted: on a classic queue it is re-published with an incremented
+  ``x-hopline-attempts`` header and the original acked (the count survives the
+  next crash); on the delivery after ``delivery_limit`` failed ones it is rejected
+  to ``<input_queue>.dead`` and its client gets ``processor_error``. So a request
+  that kills its processor every time runs the handler at most ``delivery_limit``
+  times. A request in a batch shares the fate of its batch.
+* :meth:`Processor.stop` (SIGTERM) cancels the consumers first, then finishes,
+  replies to and acks every message already delivered, then closes.
 """
 
 from __future__ import annotations
@@ -37,8 +48,10 @@ from gateway.batch import (
 from gateway.broker import BrokerUnavailable, redact_url
 from gateway.config import DEFAULT_RABBITMQ_URL
 from gateway.topology import (
+    ATTEMPTS_HEADER,
     BINARY_CONTENT_TYPE,
     DEADLINE_HEADER,
+    DELIVERY_COUNT_HEADER,
     ERROR_HEADER,
     TEXT_CONTENT_TYPE,
     QueueTopology,
@@ -109,16 +122,23 @@ class Processor:
             "consuming %s and %s (prefetch %d)", plain.name, batch.name, self.settings.prefetch
         )
 
+    @property
+    def in_progress(self) -> int:
+        """Messages delivered to this processor and not yet acked (or dropped)."""
+        return len(self._in_progress)
+
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop consuming, finish (and ack) what is in progress, close the connection."""
         for queue, tag in self._consumers:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
         self._consumers.clear()
-        if self._in_progress:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(drain_timeout):
-                    await asyncio.gather(*self._in_progress, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain_timeout):
+                # Deliveries already on their way when the consumer was cancelled
+                # start new tasks; wait until none is left.
+                while self._in_progress:
+                    await asyncio.wait(set(self._in_progress))
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close()
@@ -137,8 +157,14 @@ class Processor:
     async def _process(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}
         deadline = headers.get(DEADLINE_HEADER)
-        if isinstance(deadline, int) and time.time() * 1000 > deadline:
+        if not isinstance(deadline, int):
+            deadline = None
+        if _expired(deadline):
             await message.ack()
+            return
+        if self.settings.topology.delivery_limit is not None and await self._count_delivery(
+            message, deadline
+        ):
             return
         if not message.reply_to:
             log.warning(
@@ -147,15 +173,31 @@ class Processor:
             await message.ack()
             return
         if message.content_type == BATCH_CONTENT_TYPE:
-            body, content_type, reply_headers = await self._handle_batch(message.body)
+            result = await self._handle_batch(message.body, deadline)
+            if result is None:  # the deadline passed between two items
+                await message.ack()
+                return
+            body, content_type, reply_headers = result
         else:
             body, content_type, reply_headers = await self._handle_plain(message)
+        if await self._reply(message, body, content_type, reply_headers):
+            await message.ack()
+
+    async def _reply(
+        self,
+        message: AbstractIncomingMessage,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, Any] | None,
+    ) -> bool:
+        """Publish a reply to ``message`` and wait for its confirm; False (and nacked) if not."""
         assert self._channel is not None
+        assert message.reply_to is not None
         reply = aio_pika.Message(
             body,
             correlation_id=message.correlation_id,
             content_type=content_type,
-            headers=reply_headers,
+            headers=headers,
             delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
         )
         try:
@@ -167,8 +209,62 @@ class Processor:
             log.warning("reply publish failed; request left for redelivery", exc_info=True)
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
-            return
+            return False
+        return True
+
+    async def _count_delivery(self, message: AbstractIncomingMessage, deadline: int | None) -> bool:
+        """Enforce the delivery limit; True when ``message`` was dealt with here.
+
+        A request past the limit is rejected to the dead-letter queue after its
+        client got ``processor_error``. A redelivered request on a classic queue
+        is re-published with its failure count and the original acked; the copy
+        is handled when it comes back.
+        """
+        topology = self.settings.topology
+        limit = topology.delivery_limit
+        assert limit is not None
+        failed = _failed_deliveries(message)
+        if failed >= limit:
+            log.warning(
+                "request %s failed %d times; dead-lettered to %s",
+                message.correlation_id,
+                failed,
+                topology.dead_letter_queue,
+            )
+            if message.reply_to:
+                text = (
+                    f"request failed {failed} times (the processor died or lost its "
+                    f"connection); dead-lettered to {topology.dead_letter_queue}"
+                )
+                body, content_type, headers = _error_reply(message, text)
+                if not await self._reply(message, body, content_type, headers):
+                    return True
+            await message.reject(requeue=False)
+            return True
+        if not message.redelivered or DELIVERY_COUNT_HEADER in (message.headers or {}):
+            return False  # a first delivery, or a queue that counts by itself
+        assert self._channel is not None
+        remaining = None if deadline is None else (deadline - time.time() * 1000) / 1000
+        copy = aio_pika.Message(
+            message.body,
+            headers={**(message.headers or {}), ATTEMPTS_HEADER: failed},
+            content_type=message.content_type,
+            correlation_id=message.correlation_id,
+            reply_to=message.reply_to,
+            expiration=remaining if remaining is not None else message.expiration,
+            delivery_mode=message.delivery_mode,
+        )
+        try:
+            await self._channel.default_exchange.publish(
+                copy, routing_key=message.routing_key or topology.input_queue
+            )
+        except Exception:
+            log.warning("could not re-publish a redelivered request", exc_info=True)
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return True
         await message.ack()
+        return True
 
     async def _handle_plain(
         self, message: AbstractIncomingMessage
@@ -190,7 +286,10 @@ class Processor:
             return result, BINARY_CONTENT_TYPE, None
         return result.encode(), TEXT_CONTENT_TYPE, None
 
-    async def _handle_batch(self, body: bytes) -> tuple[bytes, str, dict[str, Any] | None]:
+    async def _handle_batch(
+        self, body: bytes, deadline: int | None = None
+    ) -> tuple[bytes, str, dict[str, Any] | None] | None:
+        """The reply to a batch, or None when its deadline passed before every item ran."""
         try:
             payloads = decode_requests(body)
         except BatchFormatError as exc:
@@ -200,7 +299,11 @@ class Processor:
         if self._handler_is_async:
             results = list(await asyncio.gather(*(self._call(p) for p in payloads)))
         else:
-            results = [await self._call(p) for p in payloads]
+            results = []
+            for payload in payloads:
+                if _expired(deadline):
+                    return None
+                results.append(await self._call(payload))
         return encode_replies(results), BATCH_CONTENT_TYPE, None
 
     async def _call(self, payload: str | bytes) -> str | bytes | ItemError:
@@ -219,3 +322,32 @@ class Processor:
         return ItemError(
             "processor_error", f"handler returned {type(result).__name__}, expected str or bytes"
         )
+
+
+def _expired(deadline: int | None) -> bool:
+    """Whether a ``x-hopline-deadline-ms`` value lies in the past."""
+    return deadline is not None and time.time() * 1000 > deadline
+
+
+def _failed_deliveries(message: AbstractIncomingMessage) -> int:
+    """Deliveries of ``message`` that ended without an ack, this one excluded."""
+    headers = message.headers or {}
+    count = headers.get(DELIVERY_COUNT_HEADER)  # quorum queues count by themselves
+    if isinstance(count, int):
+        return count
+    attempts = headers.get(ATTEMPTS_HEADER)
+    previous = attempts if isinstance(attempts, int) else 0
+    return previous + (1 if message.redelivered else 0)
+
+
+def _error_reply(message: AbstractIncomingMessage, text: str) -> tuple[bytes, str, dict[str, Any]]:
+    """A ``processor_error`` reply to ``message``: one error per item for a batch."""
+    if message.content_type == BATCH_CONTENT_TYPE:
+        try:
+            count = len(decode_requests(message.body))
+        except BatchFormatError:
+            pass
+        else:
+            error = ItemError("processor_error", text)
+            return encode_replies([error] * count), BATCH_CONTENT_TYPE, {}
+    return text.encode(), TEXT_CONTENT_TYPE, {ERROR_HEADER: "processor_error"}

@@ -1,0 +1,150 @@
+"""Count every request of a fault scenario: sent, replies, errors by code, lost, duplicated.
+
+A :class:`Ledger` is filled by :func:`drive` (a ``hopline.v1`` client that sends
+unique ids and records what comes back for each) and checked with
+:meth:`Ledger.assert_complete`: every request sent ended in exactly one reply or
+one error, each reply is the right one, nothing was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+__all__ = ["Ledger", "drive"]
+
+
+@dataclass
+class Ledger:
+    """What happened to each request of one scenario."""
+
+    name: str
+    sent: list[str] = field(default_factory=list)
+    outcomes: dict[str, list[str]] = field(default_factory=dict)  # id -> ["reply"|code, ...]
+    wrong: list[str] = field(default_factory=list)  # replies whose data is not the expected one
+    close_codes: Counter[int | None] = field(default_factory=Counter)
+
+    def record(self, client_id: str, outcome: str) -> None:
+        self.outcomes.setdefault(client_id, []).append(outcome)
+
+    @property
+    def replies(self) -> int:
+        return sum(o.count("reply") for o in self.outcomes.values())
+
+    @property
+    def errors(self) -> Counter[str]:
+        return Counter(x for o in self.outcomes.values() for x in o if x != "reply")
+
+    @property
+    def answered(self) -> int:
+        """Requests with at least one outcome."""
+        return sum(1 for i in self.sent if self.outcomes.get(i))
+
+    @property
+    def lost(self) -> int:
+        return sum(1 for i in self.sent if not self.outcomes.get(i))
+
+    @property
+    def duplicated(self) -> int:
+        return sum(1 for o in self.outcomes.values() if len(o) > 1)
+
+    def summary(self) -> str:
+        errors = ", ".join(f"{code} {n}" for code, n in sorted(self.errors.items())) or "none"
+        return (
+            f"[{self.name}] sent {len(self.sent)}, replies {self.replies}, "
+            f"errors: {errors}, lost {self.lost}, duplicated {self.duplicated}, "
+            f"wrong {len(self.wrong)}"
+        )
+
+    def assert_complete(self) -> None:
+        """Every request sent got exactly one correct reply or one error."""
+        print(self.summary())
+        assert len(set(self.sent)) == len(self.sent), "client ids are not unique"
+        unknown = set(self.outcomes) - set(self.sent)
+        assert not unknown, f"answers for ids never sent: {sorted(unknown)[:5]}"
+        assert self.lost == 0, self.summary()
+        assert self.duplicated == 0, self.summary()
+        assert not self.wrong, f"wrong replies: {self.wrong[:5]}"
+
+
+async def drive(
+    url: str,
+    ledger: Ledger,
+    prefix: str,
+    *,
+    count: int | None = None,
+    stop: asyncio.Event | None = None,
+    window: int = 8,
+    pace: float = 0.0,
+    payload: Callable[[str], str] = lambda cid: cid,
+    expect: Callable[[str], str] = lambda data: data,
+    settle: float = 30.0,
+) -> None:
+    """Send requests on one ``hopline.v1`` socket and record every answer in ``ledger``.
+
+    Sends ``count`` requests (or until ``stop`` is set) with ids ``<prefix>-<n>``,
+    at most ``window`` unanswered at once, ``pace`` seconds apart. Then waits up to
+    ``settle`` seconds for the last answers. A reply must equal
+    ``expect(payload(id))``. If the gateway closes the socket, its close code is
+    counted and the unanswered requests stay unanswered (the ledger shows them lost).
+    """
+    assert count is not None or stop is not None
+    async with connect(url, subprotocols=["hopline.v1"]) as ws:
+        slots = asyncio.Semaphore(window)
+        unanswered: set[str] = set()
+        all_answered = asyncio.Event()
+        all_answered.set()
+
+        async def read() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for frame in ws:
+                    obj = json.loads(frame)
+                    cid = obj["id"]
+                    if "error" in obj:
+                        ledger.record(cid, obj["error"]["code"])
+                    else:
+                        ledger.record(cid, "reply")
+                        if obj["data"] != expect(payload(cid)):
+                            ledger.wrong.append(f"{cid}: {obj['data']!r}")
+                    if cid in unanswered:
+                        unanswered.discard(cid)
+                        slots.release()
+                    if not unanswered:
+                        all_answered.set()
+            ledger.close_codes[ws.close_code] += 1
+            all_answered.set()  # nothing more will come
+
+        reader = asyncio.ensure_future(read())
+        try:
+            n = 0
+            while (count is None or n < count) and not (stop is not None and stop.is_set()):
+                await slots.acquire()
+                if reader.done():
+                    break
+                cid = f"{prefix}-{n}"
+                n += 1
+                ledger.sent.append(cid)
+                unanswered.add(cid)
+                all_answered.clear()
+                try:
+                    await ws.send(json.dumps({"id": cid, "data": payload(cid)}))
+                except ConnectionClosed:  # never left: not a request
+                    ledger.sent.pop()
+                    unanswered.discard(cid)
+                    break
+                if pace:
+                    await asyncio.sleep(pace)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settle):
+                    await all_answered.wait()
+        finally:
+            if not reader.done():
+                await ws.close()
+            await reader

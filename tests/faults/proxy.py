@@ -1,0 +1,120 @@
+"""A TCP proxy for fault tests: forward to a target, and cut, hold or slow the traffic on demand.
+
+Usage::
+
+    proxy = TCPProxy("127.0.0.1", 5672)
+    await proxy.start()            # listens on proxy.port
+    proxy.cut()                    # a silent partition: nothing flows, sockets stay open
+    proxy.restore()                # traffic flows again (held bytes included)
+    proxy.hold_downstream()        # target -> client stops; client -> target still flows
+    proxy.slow(0.2)                # every chunk waits 0.2 s before it is forwarded
+    await proxy.close()
+
+Nothing is dropped: a stopped direction stops *reading*, so bytes wait in the
+kernel buffers and TCP pushes back on the sender, exactly as on a stalled link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+__all__ = ["TCPProxy"]
+
+
+class TCPProxy:
+    """Forward every connection accepted on ``port`` to ``target_host:target_port``."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.delay = 0.0
+        self.accepted = 0
+        self._upstream_open = asyncio.Event()  # client -> target
+        self._downstream_open = asyncio.Event()  # target -> client
+        self._upstream_open.set()
+        self._downstream_open.set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def port(self) -> int:
+        """The port the proxy listens on."""
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        """Listen on a free port of 127.0.0.1."""
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+
+    def cut(self) -> None:
+        """Stop both directions on every connection, new ones included (a partition)."""
+        self._upstream_open.clear()
+        self._downstream_open.clear()
+
+    def hold_downstream(self) -> None:
+        """Stop the target -> client direction only."""
+        self._downstream_open.clear()
+
+    def restore(self) -> None:
+        """Let both directions flow again, without added delay."""
+        self.delay = 0.0
+        self._upstream_open.set()
+        self._downstream_open.set()
+
+    def slow(self, delay: float) -> None:
+        """Delay every forwarded chunk by ``delay`` seconds (in order, so throughput drops too)."""
+        self.delay = delay
+
+    def reset(self) -> None:
+        """Close every proxied connection at once (the listener stays)."""
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        if self._server is not None:
+            self._server.close()
+        self.reset()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            target_r, target_w = await asyncio.open_connection(*self.target)
+        except OSError:
+            client_w.transport.abort()
+            return
+        self._writers.update((client_w, target_w))
+        up = asyncio.ensure_future(self._pipe(client_r, target_w, self._upstream_open))
+        down = asyncio.ensure_future(self._pipe(target_r, client_w, self._downstream_open))
+        self._tasks.update((up, down))
+        try:
+            await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (up, down):
+                task.cancel()
+            await asyncio.gather(up, down, return_exceptions=True)
+            self._tasks.difference_update((up, down))
+            for writer in (client_w, target_w):
+                self._writers.discard(writer)
+                writer.transport.abort()
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: asyncio.Event
+    ) -> None:
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await gate.wait()
+                data = await reader.read(65536)
+                if not data:
+                    return
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                await gate.wait()  # cut while reading: hold what was read
+                writer.write(data)
+                await writer.drain()
