@@ -138,6 +138,11 @@ class Gateway:
         assert self._server is not None
         return self._server.sockets[0].getsockname()[1]
 
+    @property
+    def sessions(self) -> frozenset[Session]:
+        """The live WebSocket sessions."""
+        return frozenset(self._sessions)
+
     async def start(self) -> None:
         """Connect to the broker, then listen."""
         await self.broker.start()

@@ -93,6 +93,7 @@ class Session:
             self._bucket = TokenBucket(rate_limit, burst, self._loop.time())
         self.send_started: float | None = None  # loop time the pending ws.send began
         self.dropped: str | None = None  # why the gateway cut the socket, if it did
+        self._writer_done = False
 
     async def run(self) -> None:
         """Read frames until the connection closes, then clean up."""
@@ -123,6 +124,8 @@ class Session:
             if self._in_flight >= window:
                 self._window_open.clear()
                 await self._window_open.wait()
+                if self._writer_done:
+                    return
             frame = await ws.recv()
             t0 = self._loop.time()
             allowed = bucket is None or bucket.take(t0)
@@ -192,15 +195,21 @@ class Session:
 
     async def _write_loop(self) -> None:
         ws, outgoing, ready = self.ws, self._outgoing, self._outgoing_ready
-        while True:
-            await ready.wait()
-            ready.clear()
-            while outgoing:
-                frame, ends_request = outgoing.popleft()
-                self.send_started = self._loop.time()
-                await ws.send(frame)
-                self.send_started = None
-                if ends_request:
-                    self._in_flight -= 1
-                    if self._in_flight < self.window:
-                        self._window_open.set()
+        try:
+            while True:
+                await ready.wait()
+                ready.clear()
+                while outgoing:
+                    frame, ends_request = outgoing.popleft()
+                    self.send_started = self._loop.time()
+                    await ws.send(frame)
+                    self.send_started = None
+                    if ends_request:
+                        self._in_flight -= 1
+                        if self._in_flight < self.window:
+                            self._window_open.set()
+        finally:
+            # The socket is gone (or the session ends): a reader parked on a full
+            # window must not wait for sends that will never happen.
+            self._writer_done = True
+            self._window_open.set()
