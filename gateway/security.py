@@ -29,6 +29,7 @@ __all__ = [
     "RedactTokens",
     "TokenBucket",
     "TokenVerifier",
+    "check_secret",
     "find_token",
     "normalize_origin",
     "origin_allowed",
@@ -118,6 +119,15 @@ def find_token(authorization: str | None, subprotocols: Iterable[str]) -> str | 
     return None
 
 
+MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+
+
+def check_secret(secret: str) -> None:
+    """Raise ValueError unless ``secret`` is a usable HS256 key (32 bytes or more)."""
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"the token secret must be at least {MIN_SECRET_BYTES} bytes long")
+
+
 class TokenVerifier:
     """Checks HS256 JWTs signed with a shared secret.
 
@@ -127,8 +137,7 @@ class TokenVerifier:
     """
 
     def __init__(self, secret: str, leeway: float = 0.0) -> None:
-        if not secret:
-            raise ValueError("token secret must not be empty")
+        check_secret(secret)
         self._secret = secret
         self._leeway = leeway
 
@@ -157,30 +166,51 @@ class TokenVerifier:
 
 
 _SECRET_PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[^\s,;]+"),
-    re.compile(re.escape(TOKEN_SUBPROTOCOL_PREFIX) + r"[^\s,;]+"),
+    (re.compile(r"(?i)(authorization:\s*)[^\r\n]+"), r"\1***"),
+    (re.compile(r"(?i)(bearer\s+)[^\s,;]+"), r"\1***"),
+    (
+        re.compile(re.escape(TOKEN_SUBPROTOCOL_PREFIX) + r"[^\s,;'\"]+"),
+        TOKEN_SUBPROTOCOL_PREFIX + "***",
+    ),
 )
+_TRIGGERS = ("authorization", "bearer", TOKEN_SUBPROTOCOL_PREFIX)
 
 
 def redact(text: str) -> str:
-    """``text`` with bearer tokens and ``hopline.token.*`` entries replaced by ``***``."""
-    text = _SECRET_PATTERNS[0].sub(r"\1***", text)
-    return _SECRET_PATTERNS[1].sub(TOKEN_SUBPROTOCOL_PREFIX + "***", text)
+    """``text`` with Authorization values, bearer tokens and ``hopline.token.*`` as ``***``."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _may_hold_token(text: str) -> bool:
+    lowered = text.lower()
+    return any(trigger in lowered for trigger in _TRIGGERS)
 
 
 class RedactTokens(logging.Filter):
-    """Rewrites records that would show a token. Runs only for records that are emitted."""
+    """Rewrites records (message and traceback) that could show a token.
+
+    Filters run only for records that pass the level check, so this costs nothing
+    unless debug logging is on.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a malformed record: leave it to the handler
             return True
-        lowered = message.lower()
-        if "bearer" in lowered or TOKEN_SUBPROTOCOL_PREFIX in lowered:
+        if _may_hold_token(message):
             record.msg = redact(message)
             record.args = ()
+        if record.exc_info and not record.exc_text:
+            text = _FORMATTER.formatException(record.exc_info)
+            if _may_hold_token(text):
+                record.exc_text = redact(text)
         return True
+
+
+_FORMATTER = logging.Formatter()
 
 
 def install_redaction(logger: logging.Logger) -> None:

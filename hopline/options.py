@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from gateway.config import DEFAULT_RABBITMQ_URL, GatewaySettings
-from gateway.security import parse_origins
+from gateway.security import check_secret, parse_origins
 from gateway.topology import QueueTopology
 from processor.worker import ProcessorSettings
 
@@ -36,6 +36,15 @@ def option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
     """``click.option`` that always names its environment variable and shows defaults."""
     kwargs.setdefault("show_default", True)
     return click.option(*decls, envvar=env, show_envvar=True, **kwargs)
+
+
+def _check_secret(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        try:
+            check_secret(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value or None
 
 
 def _compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
@@ -196,7 +205,8 @@ gateway_options = _compose(
         env="HOPLINE_TOKEN_SECRET",
         default=None,
         show_default=False,
-        help="HS256 secret: require a JWT (Authorization: Bearer, or subprotocol "
+        callback=_check_secret,
+        help="HS256 secret (32+ bytes): require a JWT (Authorization: Bearer, or subprotocol "
         "hopline.token.<jwt>) on /ws and /stream. Default: no authentication.",
     ),
 )
