@@ -98,17 +98,26 @@ def summary(tally: Tally, window: float, connections: int, cpu: float, **extra: 
     }
 
 
-async def connect_all(url: str, n: int, concurrency: int, offset: int = 0) -> list[WsClient]:
-    """Open ``n`` connections, at most ``concurrency`` handshakes at a time."""
+async def connect_all(
+    url: str, n: int, concurrency: int, hist: HdrHistogram | None = None
+) -> list[WsClient]:
+    """Open ``n`` connections, at most ``concurrency`` handshakes at a time.
+
+    ``hist``, if given, records each connect + handshake time in microseconds.
+    """
     clients: list[WsClient | None] = [None] * n
     next_index = 0
+    clock = time.monotonic
 
     async def worker() -> None:
         nonlocal next_index
         while next_index < n:
             i = next_index
             next_index += 1
+            t0 = clock()
             clients[i] = await open_client(url)
+            if hist is not None:
+                hist.record_value(max(1, int((clock() - t0) * 1e6)))
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, n))))
     return [c for c in clients if c is not None]
@@ -247,9 +256,19 @@ async def run_hold(args: argparse.Namespace) -> dict:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(lines), sys.stdin)
     t0 = time.monotonic()
     cpu0 = time.process_time()
-    clients = await connect_all(args.url, args.connections, args.concurrency)
+    handshakes = HdrHistogram(1, HIST_MAX_US, 3)
+    clients = await connect_all(args.url, args.connections, args.concurrency, handshakes)
     t1 = time.monotonic()
-    emit("opened", connections=len(clients), t_first=t0, t_last=t1)
+    emit(
+        "opened",
+        connections=len(clients),
+        t_first=t0,
+        t_last=t1,
+        handshake_p50_ms=handshakes.get_value_at_percentile(50) / 1000,
+        handshake_p99_ms=handshakes.get_value_at_percentile(99) / 1000,
+        handshake_max_ms=handshakes.get_max_value() / 1000,
+        cpu_s=round(time.process_time() - cpu0, 3),
+    )
     tally = Tally()
     while (line := (await lines.readline()).decode().strip()) != "close":
         if not line:

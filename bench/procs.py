@@ -18,7 +18,16 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Proc", "broker_pid", "cpu_seconds", "free_port", "rss_kib", "start"]
+__all__ = [
+    "Proc",
+    "broker_pid",
+    "cpu_seconds",
+    "free_port",
+    "listen_overflows",
+    "machine_busy_seconds",
+    "rss_kib",
+    "start",
+]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -31,6 +40,26 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (/proc/stat, everything but idle and iowait)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(x) for x in fields[:8]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
+
+
+def listen_overflows() -> int:
+    """Times a listen queue overflowed on this host (TcpExt ListenOverflows), -1 if unknown."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return -1
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            return int(table.get("ListenOverflows", -1))
+    return -1
 
 
 def rss_kib(pid: int) -> int:

@@ -125,18 +125,24 @@ def parse_metrics(text: str, name: str) -> dict[str, float]:
 
 
 class CpuWatch:
-    """CPU seconds of named pids between two moments, as cores used."""
+    """CPU seconds of named pids between two moments, as cores used.
+
+    ``cores["machine"]`` is what the whole machine used meanwhile (/proc/stat), so
+    ``machine`` minus the named processes is what everything else took.
+    """
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = {k: v for k, v in pids.items() if v}
         self._t0 = 0.0
         self._c0: dict[str, float] = {}
+        self._m0 = 0.0
         self.cores: dict[str, float] = {}
 
     def begin(self) -> None:
         """Mark the start of the window."""
         self._t0 = time.monotonic()
         self._c0 = {k: procs.cpu_seconds(p) for k, p in self.pids.items()}
+        self._m0 = procs.machine_busy_seconds()
 
     def end(self) -> None:
         """Mark the end; ``cores`` holds each process' average cores used."""
@@ -145,6 +151,9 @@ class CpuWatch:
             k: round((procs.cpu_seconds(p) - self._c0[k]) / elapsed, 3)
             for k, p in self.pids.items()
         }
+        machine = round((procs.machine_busy_seconds() - self._m0) / elapsed, 3)
+        self.cores["others"] = round(machine - sum(self.cores.values()), 3)
+        self.cores["machine"] = machine
 
 
 class Bench:
@@ -299,10 +308,15 @@ class Bench:
         watch |= {f"processor-{i}": p.pid for i, p in enumerate(processors)}
 
         log("hopline: closed loop")
-        before = parse_metrics(await http_get(f"{base}/metrics"), "hopline_publish_batch_requests")
+        before = await http_get(f"{base}/metrics")
         result = await self.drive("hop-closed", self.closed_args(url), watch, self.timeout())
-        after = parse_metrics(await http_get(f"{base}/metrics"), "hopline_publish_batch_requests")
-        result["publish_batches"] = batch_stats(before, after)
+        after = await http_get(f"{base}/metrics")
+        result["publish_batches"] = batch_stats(
+            *(parse_metrics(t, "hopline_publish_batch_requests") for t in (before, after))
+        )
+        result["gateway_round_trip"] = histogram_delta(
+            *(parse_metrics(t, "hopline_round_trip_seconds") for t in (before, after))
+        )
         self.record("closed_hopline", result)
 
         log("hopline: open loop")
@@ -340,8 +354,13 @@ class Bench:
                 raise RuntimeError(f"{p.name}: {event['error']}")
             return event
 
+        cpu = CpuWatch({"gateway": gw.pid} | {p.name: p.pid for p in drivers})
         async with asyncio.timeout(300):
+            cpu.begin()
+            overflows = procs.listen_overflows()
             opened = await asyncio.gather(*(next_event(p) for p in drivers))
+            overflows = procs.listen_overflows() - overflows
+            cpu.end()
             health = json.loads(await http_get(f"{base}/health"))
             rss_idle = procs.rss_kib(gw.pid)
             for p in drivers:
@@ -369,6 +388,10 @@ class Bench:
             "gateway_active_websockets": health.get("active_websockets"),
             "open_seconds": round(t_last - t_first, 3),
             "accept_rate": round(total / (t_last - t_first), 1),
+            "handshake_p99_ms": max(e["handshake_p99_ms"] for e in opened),
+            "handshake_max_ms": max(e["handshake_max_ms"] for e in opened),
+            "listen_queue_overflows": overflows,
+            "cpu_cores_while_opening": cpu.cores,
             "rss_base_kib": rss_base,
             "rss_idle_kib": rss_idle,
             "rss_after_answer_kib": rss_answered,
@@ -479,6 +502,24 @@ def batch_stats(before: dict[str, float], after: dict[str, float]) -> dict[str, 
     }
 
 
+def histogram_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """A Prometheus histogram's observations between two scrapes: count, mean, median bucket."""
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    count = next((v for k, v in delta.items() if k.endswith("_count")), 0.0)
+    total = next((v for k, v in delta.items() if k.endswith("_sum")), 0.0)
+    buckets = sorted(
+        (float(k.split('le="')[1].split('"')[0]), v) for k, v in delta.items() if "_bucket" in k
+    )
+    median_le = next((le for le, v in buckets if count and v >= count / 2), None)
+    p99_le = next((le for le, v in buckets if count and v >= count * 0.99), None)
+    return {
+        "count": int(count),
+        "mean_ms": round(total / count * 1000, 3) if count else None,
+        "p50_at_most_ms": None if median_le is None else median_le * 1000,
+        "p99_at_most_ms": None if p99_le is None else p99_le * 1000,
+    }
+
+
 async def check_broker(url: str) -> None:
     """Fail fast with a clear message when RabbitMQ is not reachable."""
     try:
@@ -517,6 +558,9 @@ async def main_async(args: argparse.Namespace) -> int:
     if "closed_hopline" in results:
         print(f"\nhopline (a) CPU, cores: {results['closed_hopline']['cpu_cores']}")
         print(f"hopline (a) batching: {results['closed_hopline']['publish_batches']}")
+        print(
+            f"hopline (a) gateway-side latency: {results['closed_hopline']['gateway_round_trip']}"
+        )
     if "closed_reference" in results:
         print(f"reference (a) CPU, cores: {results['closed_reference']['cpu_cores']}")
     if problems:
