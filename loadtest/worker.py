@@ -1,0 +1,501 @@
+"""One load-generating event loop: opens its share of connections and drives the load.
+
+A worker runs the whole life of its connections on one asyncio loop, driven by
+callbacks and timers rather than per-request tasks:
+
+1. **ramp-up**: connection attempts are spread evenly from ``start_ns`` to
+   ``load_ns`` (one short-lived task per attempt, for the connect timeout);
+2. **load** from ``load_ns`` until ``end_ns`` (or until its request budget is spent):
+   *closed* model: every connection keeps ``in_flight`` requests outstanding and
+   sends the next one from the reply callback (after ``think`` seconds if set);
+   *open* model: a timer sends requests on a fixed schedule (``rate`` per second,
+   round-robin over open connections), each timed from its *scheduled* time;
+3. **drain**: no new requests; waits for the outstanding ones (each gets at most
+   ``timeout``), then closes every connection.
+
+Once a second (aligned on ``load_ns``) it calls ``report`` with the interval's
+counter deltas and encoded latency histogram; a final report (``final=True``)
+carries the rest and the connection statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from websockets.uri import parse_uri
+
+from loadtest.connection import Connection, HandshakeFailed, connection_failure_reason
+from loadtest.messages import Codec
+from loadtest.stats import COUNTER_NAMES, Outcome, Recorder
+
+__all__ = ["LATE_AFTER", "WorkerPlan", "run_worker"]
+
+_now = time.monotonic_ns
+NS = 1_000_000_000
+LATE_AFTER = 0.010  # open model: a request sent this much after its schedule counts as late
+LEDGER_CSV_HEADER = "worker,conn,seq,start_s,latency_ms,outcome,code\n"
+RECONNECT_DELAY = 0.5  # seconds before reopening a connection the server dropped
+Report = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPlan:
+    """Everything one worker needs (picklable: sent to worker processes).
+
+    Times are ``time.monotonic_ns()`` values, shared by every process of the host.
+    ``end_ns`` ``None`` means no time limit (``requests`` then must be set).
+    """
+
+    worker: int
+    url: str
+    codec: Codec
+    connections: int
+    in_flight: int
+    think: float
+    rate: float | None
+    requests: int | None
+    timeout: float
+    connect_timeout: float
+    start_ns: int
+    load_ns: int
+    end_ns: int | None
+    ledger_path: str | None = None
+    ledger_format: str = "jsonl"
+
+
+class Worker:
+    """The load of one event loop (see the module docstring)."""
+
+    def __init__(self, plan: WorkerPlan, report: Report) -> None:
+        self.plan = plan
+        self.report = report
+        self.loop = asyncio.get_running_loop()
+        self.uri = parse_uri(plan.url)
+        self.ssl = ssl.create_default_context() if self.uri.secure else None
+        self.codec = plan.codec
+        self.recorder = Recorder()
+        self.connect_recorder = Recorder()
+        self.c: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+        self._reported: dict[str, int] = dict(self.c)
+        self.codes: dict[str, int] = {}
+        self._reported_codes: dict[str, int] = {}
+        self.connect_failures: dict[str, int] = {}
+        self.ready: list[Connection] = []
+        self.conns: set[Connection] = set()
+        self.opened = 0
+        self.max_open = 0
+        self.drops = 0
+        self.reconnects = 0
+        self.waiting = 0
+        self.sending = False
+        self.budget = plan.requests
+        self.first_send_ns: int | None = None
+        self.last_done_ns: int | None = None
+        self.stop_requested = False
+        self._done_sending = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # one per timer chain
+        self._closing_all = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._rr = 0
+        self._k = 0
+        self._dirty: list[Connection] = []
+        self._interval_ns = NS / plan.rate if plan.rate else 0.0
+        self._late_ns = int(LATE_AFTER * NS)
+        self._timeout_ns = int(plan.timeout * NS)
+        self._ledger: IO[str] | None = None
+        if plan.ledger_path:
+            self._ledger = open(plan.ledger_path, "w", encoding="utf-8")  # noqa: SIM115
+            if plan.ledger_format == "csv" and plan.worker == 0:
+                self._ledger.write(LEDGER_CSV_HEADER)
+        self._all_closed = asyncio.Event()
+        self._ledger_rows: list[str] = []
+
+    # ---- life cycle
+
+    async def run(self) -> dict[str, Any]:
+        """Ramp up, load, drain, close; return the final report (also passed to ``report``)."""
+        plan = self.plan
+        try:
+            self._schedule_ticks()
+            opener = self._spawn(self._open_all())
+            await self._sleep_until(plan.load_ns)
+            if not self.ready:
+                await opener  # every attempt ends within its connect timeout
+            if self.opened and not self.stop_requested:
+                self._start_load()
+                end = None if plan.end_ns is None else (plan.end_ns - _now()) / NS
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(end):
+                        await self._done_sending.wait()
+            self._stop_sending()
+            if self.waiting:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(plan.timeout + 0.5):
+                        await self._drained.wait()
+            self._expire(_now() + 1)  # anything left waited a full timeout
+            await self._close_all()
+            return self._final()
+        finally:
+            for timer in self._timers.values():
+                timer.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            if self._ledger is not None:
+                self._flush_ledger()
+                self._ledger.close()
+
+    def request_stop(self) -> None:
+        """Stop sending now (Ctrl-C): drain and report as usual."""
+        self.stop_requested = True
+        self._stop_sending()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _sleep_until(self, when_ns: int) -> None:
+        delay = (when_ns - _now()) / NS
+        if delay > 0 and not self.stop_requested:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._done_sending.wait()
+
+    # ---- connections
+
+    async def _open_all(self) -> None:
+        plan = self.plan
+        n = plan.connections
+        span = plan.load_ns - plan.start_ns
+        attempts = []
+        for i in range(n):
+            await self._sleep_until(plan.start_ns + span * i // n)
+            if self.stop_requested:
+                break
+            attempts.append(self._spawn(self._open(i)))
+        if attempts:
+            await asyncio.gather(*attempts, return_exceptions=True)
+
+    async def _open(self, index: int) -> None:
+        uri = self.uri
+        started = _now()
+        conn = Connection(self, index, uri, self.codec)
+        try:
+            async with asyncio.timeout(self.plan.connect_timeout):
+                await self.loop.create_connection(lambda: conn, uri.host, uri.port, ssl=self.ssl)
+                await conn.handshake
+        except (OSError, TimeoutError, HandshakeFailed) as exc:
+            conn.abort()
+            reason = connection_failure_reason(exc)
+            self.connect_failures[reason] = self.connect_failures.get(reason, 0) + 1
+            if self.opened and self.sending:  # a reconnect that failed: try again later
+                self.loop.call_later(RECONNECT_DELAY, self._reconnect, index)
+            return
+        if self._closing_all:
+            conn.close()
+            return
+        self.connect_recorder.record((_now() - started) // 1000)
+        self.opened += 1
+        self.conns.add(conn)
+        self.ready.append(conn)
+        self.max_open = max(self.max_open, len(self.ready))
+        if self.sending and self._interval_ns == 0.0:
+            self._fill(conn)
+            conn.flush()
+
+    def _reconnect(self, index: int) -> None:
+        if self.sending:
+            self.reconnects += 1
+            self._spawn(self._open(index))
+
+    def on_lost(self, conn: Connection, exc: Exception | None) -> None:
+        """A connection closed: forget it, and reopen it while the load runs."""
+        self.conns.discard(conn)
+        if self._closing_all and not self.conns:
+            self._all_closed.set()
+        with contextlib.suppress(ValueError):
+            self.ready.remove(conn)
+        if not conn.closing:
+            self.drops += 1
+            if self.sending:
+                self.loop.call_later(RECONNECT_DELAY, self._reconnect, conn.index)
+
+    async def _close_all(self) -> None:
+        self._closing_all = True
+        for conn in list(self.conns):
+            conn.close()
+        if self.conns:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3.0):
+                    await self._all_closed.wait()
+        for conn in list(self.conns):
+            conn.abort()
+
+    # ---- load
+
+    def _start_load(self) -> None:
+        self.sending = True
+        self.first_send_ns = _now()
+        if self._interval_ns:
+            self._tick_open()
+        else:
+            for conn in self.ready:
+                self._fill(conn)
+                conn.flush()
+        self._sweep()
+
+    def _stop_sending(self) -> None:
+        self.sending = False
+        self._done_sending.set()
+        if not self.waiting:
+            self._drained.set()
+
+    def _may_send(self) -> bool:
+        if not self.sending:
+            return False
+        end = self.plan.end_ns
+        if end is not None and _now() >= end:
+            self._stop_sending()
+            return False
+        if self.budget is not None:
+            if self.budget <= 0:
+                self._stop_sending()
+                return False
+            self.budget -= 1
+        return True
+
+    def _send(self, conn: Connection, start_ns: int) -> None:
+        conn.send(start_ns)
+        self.waiting += 1
+        self.c["sent"] += 1
+
+    def _fill(self, conn: Connection) -> None:
+        want = self.plan.in_flight - conn.waiting
+        now = _now()
+        for _ in range(want):
+            if not self._may_send():
+                return
+            self._send(conn, now)
+
+    def _think_done(self, conn: Connection) -> None:
+        if not conn.lost and self._may_send():
+            self._send(conn, _now())
+            conn.flush()
+
+    def _tick_open(self) -> None:
+        if not self.sending:
+            return
+        plan = self.plan
+        now = _now()
+        load = plan.load_ns
+        interval = self._interval_ns
+        due = int((now - load) / interval) + 1
+        c = self.c
+        ready = self.ready
+        dirty = self._dirty
+        k = self._k
+        while k < due:
+            scheduled = load + int(k * interval)
+            if plan.end_ns is not None and scheduled >= plan.end_ns:
+                self._stop_sending()
+                break
+            if self.budget is not None:
+                if self.budget <= 0:
+                    self._stop_sending()
+                    break
+                self.budget -= 1
+            k += 1
+            if not ready:
+                c["unsent"] += 1
+                continue
+            conn = ready[self._rr % len(ready)]
+            self._rr += 1
+            self._send(conn, scheduled)
+            if now - scheduled > self._late_ns:
+                c["late"] += 1
+            if not conn.dirty:
+                conn.dirty = True
+                dirty.append(conn)
+        self._k = k
+        for conn in dirty:
+            conn.flush()
+        dirty.clear()
+        if self.sending:
+            next_at = load + int(k * interval)
+            self._later("open", max(0.0, (next_at - _now()) / NS), self._tick_open)
+
+    # ---- outcomes (called by connections)
+
+    def on_reply(
+        self,
+        conn: Connection,
+        seq: int,
+        start_ns: int,
+        now_ns: int,
+        outcome: Outcome,
+        code: str | None,
+    ) -> None:
+        """A reply resolved request ``seq`` of ``conn``; a closed loop sends the next one."""
+        latency = (now_ns - start_ns) // 1000
+        self.recorder.record(latency)
+        self.c[outcome] += 1
+        if code is not None:
+            self.codes[code] = self.codes.get(code, 0) + 1
+        if self._ledger is not None:
+            self._ledger_row(conn.index, seq, start_ns, latency, outcome, code)
+        self.waiting -= 1
+        self.last_done_ns = now_ns
+        if self.sending:
+            if self._interval_ns:
+                return
+            if self.plan.think:
+                self.loop.call_later(self.plan.think, self._think_done, conn)
+            elif self._may_send():
+                self._send(conn, now_ns)
+        elif not self.waiting:
+            self._drained.set()
+
+    def on_unresolved(self, conn: Connection, seq: int, start_ns: int, outcome: Outcome) -> None:
+        """Request ``seq`` of ``conn`` timed out or its connection was lost."""
+        self.c[outcome] += 1
+        if self._ledger is not None:
+            self._ledger_row(conn.index, seq, start_ns, None, outcome, None)
+        self.waiting -= 1
+        self.last_done_ns = _now()
+        if self.sending:
+            closed_loop = not self._interval_ns
+            if closed_loop and outcome is Outcome.TIMEOUT and not conn.lost and self._may_send():
+                self._send(conn, _now())
+                conn.flush()
+        elif not self.waiting:
+            self._drained.set()
+
+    def on_unmatched(self) -> None:
+        """A reply that belongs to no outstanding request."""
+        self.c["unmatched"] += 1
+
+    # ---- timers
+
+    def _later(self, chain: str, delay: float, callback: Callable[[], None]) -> None:
+        self._timers[chain] = self.loop.call_later(delay, callback)
+
+    def _sweep(self) -> None:
+        self._expire(_now() - self._timeout_ns)
+        if self.sending or self.waiting:
+            self._later("sweep", min(0.25, max(0.02, self.plan.timeout / 10)), self._sweep)
+
+    def _expire(self, cutoff_ns: int) -> None:
+        for conn in list(self.conns):
+            if conn.waiting:
+                conn.expire(cutoff_ns)
+                conn.flush()
+
+    def _schedule_ticks(self) -> None:
+        plan = self.plan
+        first = -math.ceil((plan.load_ns - plan.start_ns) / NS) + 1
+        self._next_tick = first
+        self._tick_report()
+
+    def _tick_report(self) -> None:
+        k = self._next_tick
+        at = self.plan.load_ns + k * NS
+        delay = (at - _now()) / NS
+        if delay > 0:
+            self._later("report", delay, self._tick_report)
+            return
+        self.report(self._interval(second=k - 1))
+        self._next_tick = k + 1
+        self._tick_report()
+
+    # ---- reports
+
+    def _interval(self, second: int) -> dict[str, Any]:
+        c, prev = self.c, self._reported
+        deltas = {name: c[name] - prev[name] for name in COUNTER_NAMES}
+        self._reported = dict(c)
+        codes = {k: v - self._reported_codes.get(k, 0) for k, v in self.codes.items()}
+        self._reported_codes = dict(self.codes)
+        if self._ledger is not None and len(self._ledger_rows) > 0:
+            self._flush_ledger()
+        return {
+            "worker": self.plan.worker,
+            "second": second,
+            "counters": deltas,
+            "codes": {k: v for k, v in codes.items() if v},
+            "hist": self.recorder.take(),
+            "open": len(self.ready),
+            "final": False,
+        }
+
+    def _final(self) -> dict[str, Any]:
+        second = (_now() - self.plan.load_ns) // NS
+        report = self._interval(second=int(second))
+        report.update(
+            final=True,
+            connect_hist=self.connect_recorder.take(),
+            connect_failures=dict(self.connect_failures),
+            opened=self.opened,
+            max_open=self.max_open,
+            drops=self.drops,
+            reconnects=self.reconnects,
+            first_send_ns=self.first_send_ns,
+            last_done_ns=self.last_done_ns,
+            stopped=self.stop_requested,
+        )
+        self.report(report)
+        return report
+
+    # ---- ledger
+
+    def _ledger_row(
+        self,
+        conn: int,
+        seq: int,
+        start_ns: int,
+        latency_us: int | None,
+        outcome: Outcome,
+        code: str | None,
+    ) -> None:
+        at = (start_ns - self.plan.load_ns) / NS
+        lat = "" if latency_us is None else f"{latency_us / 1000:.3f}"
+        w = self.plan.worker
+        if self.plan.ledger_format == "csv":
+            self._ledger_rows.append(f"{w},{conn},{seq},{at:.6f},{lat},{outcome},{code or ''}\n")
+        else:
+            self._ledger_rows.append(
+                f'{{"worker":{w},"conn":{conn},"seq":{seq},"start_s":{at:.6f},'
+                f'"latency_ms":{lat or "null"},"outcome":"{outcome}",'
+                f'"code":{_json_str(code)}}}\n'
+            )
+        if len(self._ledger_rows) >= 4096:
+            self._flush_ledger()
+
+    def _flush_ledger(self) -> None:
+        if self._ledger is not None and self._ledger_rows:
+            self._ledger.write("".join(self._ledger_rows))
+            self._ledger_rows.clear()
+
+
+def _json_str(value: str | None) -> str:
+    return "null" if value is None else json.dumps(value)
+
+
+async def run_worker(plan: WorkerPlan, report: Report) -> dict[str, Any]:
+    """Run one worker on the running loop; returns its final report."""
+    worker = Worker(plan, report)
+    return await worker.run()
+
+
+def make_worker(plan: WorkerPlan, report: Report) -> Worker:
+    """A worker bound to the running loop (for callers that need :meth:`Worker.request_stop`)."""
+    return Worker(plan, report)
