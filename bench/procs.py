@@ -21,6 +21,7 @@ from pathlib import Path
 __all__ = [
     "Proc",
     "broker_pid",
+    "counters",
     "cpu_seconds",
     "free_port",
     "listen_overflows",
@@ -60,6 +61,30 @@ def listen_overflows() -> int:
             table = dict(zip(names.split()[1:], values.split()[1:], strict=False))
             return int(table.get("ListenOverflows", -1))
     return -1
+
+
+def counters(pid: int) -> dict[str, int]:
+    """Syscall and context-switch counts of ``pid``: ``syscr``, ``syscw``, ``vcs``, ``ivcs``.
+
+    ``syscr``/``syscw`` count read-like and write-like syscalls (/proc/<pid>/io);
+    ``vcs``/``ivcs`` voluntary and involuntary (preempted) context switches.
+    Empty when the process is gone or not readable.
+    """
+    out: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("syscr", "syscw"):
+                out[key] = int(value)
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key == "voluntary_ctxt_switches":
+                out["vcs"] = int(value)
+            elif key == "nonvoluntary_ctxt_switches":
+                out["ivcs"] = int(value)
+    except OSError:
+        return {}
+    return out
 
 
 def rss_kib(pid: int) -> int:

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["collapse_profile", "markdown_table", "targets", "verify"]
+__all__ = ["collapse_profile", "markdown_table", "per_request", "targets", "verify"]
 
 # Goals of issue 7.
 THROUGHPUT_X = 10.0
@@ -62,6 +62,23 @@ def targets(s: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def _goal(value: float | None, goal: float, *, higher: bool, unit: str) -> dict[str, Any]:
     met = None if value is None else (value >= goal if higher else value <= goal)
     return {"value": value, "goal": goal, "higher_is_better": higher, "met": met, "unit": unit}
+
+
+def per_request(r: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """CPU microseconds and syscalls per answered request, per process, over the window."""
+    thr = r.get("throughput") or 0.0
+    if not thr:
+        return {}
+    window = r.get("window_s") or 0.0
+    out: dict[str, dict[str, float]] = {}
+    for name, cores in r.get("cpu_cores", {}).items():
+        row = {"cpu_us": round(cores / thr * 1e6, 1)}
+        counts = r.get("syscalls_and_switches", {}).get(name, {})
+        for key in ("syscr", "syscw", "ivcs"):
+            if key in counts and window:
+                row[key] = round(counts[key] / (thr * window), 3)
+        out[name] = row
+    return out
 
 
 def verify(s: dict[str, dict[str, Any]]) -> list[str]:
@@ -116,13 +133,26 @@ def markdown_table(s: dict[str, dict[str, Any]], goals: dict[str, dict[str, Any]
     return "\n".join(lines)
 
 
+# Frames every stack starts with (process entry, click, the event loop's run call):
+# left out of the inclusive list, which would otherwise open with them.
+ROOT_FRAMES = (
+    "<frozen runpy>",
+    "click/",
+    "hopline/__main__.py",
+    "hopline/run.py",
+    "hopline/cli.py",
+)
+
+
 def collapse_profile(raw_lines: Iterable[str], top: int = 15) -> dict[str, list[tuple[str, float]]]:
     """Top self and inclusive costs from py-spy ``-f raw`` (collapsed stacks) output.
 
     Returns:
-        ``{"self": [(frame, share), ...], "inclusive": [...]}`` with shares of all
-        samples (0..1), largest first. Idle samples are counted, so the shares
-        show how busy the process was.
+        ``{"self": [(frame, share), ...], "inclusive": [...], "samples": [("total", n)]}``
+        with shares of the non-idle samples (0..1), largest first. Under uvloop,
+        self time of ``Runner.run`` is time spent in the loop's C code (libuv
+        polling and callbacks that have no Python frame). Entry frames
+        (:data:`ROOT_FRAMES`, ``Runner.run``) are left out of ``inclusive``.
     """
     self_counts: Counter[str] = Counter()
     incl_counts: Counter[str] = Counter()
@@ -142,7 +172,8 @@ def collapse_profile(raw_lines: Iterable[str], top: int = 15) -> dict[str, list[
         total += count
         self_counts[frames[-1]] += count
         for frame in set(frames):
-            incl_counts[frame] += count
+            if not frame.startswith("Runner.run") and not any(r in frame for r in ROOT_FRAMES):
+                incl_counts[frame] += count
     if total == 0:
         return {"self": [], "inclusive": [], "samples": []}
     return {

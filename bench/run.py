@@ -136,13 +136,16 @@ class CpuWatch:
         self._t0 = 0.0
         self._c0: dict[str, float] = {}
         self._m0 = 0.0
+        self._k0: dict[str, dict[str, int]] = {}
         self.cores: dict[str, float] = {}
+        self.counts: dict[str, dict[str, int]] = {}
 
     def begin(self) -> None:
         """Mark the start of the window."""
         self._t0 = time.monotonic()
         self._c0 = {k: procs.cpu_seconds(p) for k, p in self.pids.items()}
         self._m0 = procs.machine_busy_seconds()
+        self._k0 = {k: procs.counters(p) for k, p in self.pids.items()}
 
     def end(self) -> None:
         """Mark the end; ``cores`` holds each process' average cores used."""
@@ -151,6 +154,9 @@ class CpuWatch:
             k: round((procs.cpu_seconds(p) - self._c0[k]) / elapsed, 3)
             for k, p in self.pids.items()
         }
+        for k, p in self.pids.items():
+            now = procs.counters(p)
+            self.counts[k] = {c: v - self._k0[k].get(c, 0) for c, v in now.items()}
         machine = round((procs.machine_busy_seconds() - self._m0) / elapsed, 3)
         self.cores["others"] = round(machine - sum(self.cores.values()), 3)
         self.cores["machine"] = machine
@@ -222,6 +228,7 @@ class Bench:
             raise RuntimeError(f"driver {name} gave no result; log:\n{driver.log_text()[-800:]}")
         result.pop("event")
         result["cpu_cores"] = cpu.cores
+        result["syscalls_and_switches"] = cpu.counts
         return result
 
     def closed_args(self, url: str, suffix: str = " world") -> list[str]:
@@ -555,14 +562,17 @@ async def main_async(args: argparse.Namespace) -> int:
     problems = report.verify(results)
     table = report.markdown_table(measured, goals)
     print(table)
+    print()
+    for key in ("closed_reference", "closed_hopline", "ceiling_echo", "ceiling_amqp"):
+        if key in results:
+            r = results[key]
+            r["per_request"] = report.per_request(r)
+            print(f"{key} CPU, cores: {r['cpu_cores']}")
+            print(f"{key} per request: {r['per_request']}")
     if "closed_hopline" in results:
-        print(f"\nhopline (a) CPU, cores: {results['closed_hopline']['cpu_cores']}")
-        print(f"hopline (a) batching: {results['closed_hopline']['publish_batches']}")
-        print(
-            f"hopline (a) gateway-side latency: {results['closed_hopline']['gateway_round_trip']}"
-        )
-    if "closed_reference" in results:
-        print(f"reference (a) CPU, cores: {results['closed_reference']['cpu_cores']}")
+        hop = results["closed_hopline"]
+        print(f"closed_hopline batching: {hop['publish_batches']}")
+        print(f"closed_hopline gateway-side latency: {hop['gateway_round_trip']}")
     if problems:
         print("\nCOUNT PROBLEMS:\n" + "\n".join(problems))
     out = {
