@@ -94,15 +94,28 @@ def rss_kib(pid: int) -> int:
     return int(match.group(1)) if match else 0
 
 
-def broker_pid() -> int | None:
-    """The pid of the local RabbitMQ node (``beam.smp``), if one runs here."""
+def broker_pid(port: int = 5672) -> int | None:
+    """The pid of the RabbitMQ node (``beam.smp``) listening on ``port``, if one runs here."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                inodes.add(f"socket:[{cols[9]}]")
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "beam.smp":
-                    return int(entry.name)
-            except OSError:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "beam.smp":
                 continue
+            if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                return int(entry.name)
+        except OSError:
+            continue
     return None
 
 

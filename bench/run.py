@@ -33,6 +33,7 @@ import aioloop
 import procs
 import report
 from wsclient import open_client
+from yarl import URL
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -173,7 +174,7 @@ class Bench:
         self.started: list[procs.Proc] = []
         self.queues: list[str] = []
         self.results: dict[str, dict[str, Any]] = {}
-        self.broker_pid = procs.broker_pid()
+        self.broker_pid = procs.broker_pid(URL(self.url).port or 5672)
 
     async def start(self, name: str, argv: list[str], **kw: Any) -> procs.Proc:
         """Start a process owned by this run."""
