@@ -44,6 +44,7 @@ from yarl import URL
 from gateway.batch import BATCH_CONTENT_TYPE, BatchFormatError, ItemError, decode_replies
 from gateway.batch import encode_requests as encode_batch
 from gateway.config import GatewaySettings
+from gateway.liveness import is_blocked
 from gateway.metrics import GatewayMetrics
 from gateway.protocol import ErrorCode
 from gateway.requests import Failure, Request
@@ -217,6 +218,10 @@ class Broker:
         if self._closing or not self.connected:
             self.pending_requests += 1
             self._resolve(request, Failure(ErrorCode.UNAVAILABLE, "broker connection is down"))
+            return
+        if is_blocked(self._publish_conn):
+            self.pending_requests += 1
+            self._resolve(request, Failure(ErrorCode.BUSY, "broker blocks publishing (alarm)"))
             return
         self.pending_requests += 1
         if not self._outbox:

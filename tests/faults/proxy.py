@@ -8,6 +8,7 @@ Usage::
     proxy.restore()                # traffic flows again (held bytes included)
     proxy.hold_downstream()        # target -> client stops; client -> target still flows
     proxy.slow(0.2)                # every chunk waits 0.2 s before it is forwarded
+    proxy.links[1].hold_downstream()   # the same, for the second connection accepted only
     await proxy.close()
 
 Nothing is dropped: a stopped direction stops *reading*, so bytes wait in the
@@ -19,7 +20,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-__all__ = ["TCPProxy"]
+__all__ = ["Link", "TCPProxy"]
+
+
+class Link:
+    """The two directions of one proxied connection, each stoppable on its own."""
+
+    def __init__(self, up: bool, down: bool) -> None:
+        self.upstream_open = asyncio.Event()  # client -> target
+        self.downstream_open = asyncio.Event()  # target -> client
+        if up:
+            self.upstream_open.set()
+        if down:
+            self.downstream_open.set()
+
+    def hold_downstream(self) -> None:
+        """Stop the target -> client direction."""
+        self.downstream_open.clear()
+
+    def restore(self) -> None:
+        """Let both directions flow."""
+        self.upstream_open.set()
+        self.downstream_open.set()
 
 
 class TCPProxy:
@@ -28,11 +50,9 @@ class TCPProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.delay = 0.0
-        self.accepted = 0
-        self._upstream_open = asyncio.Event()  # client -> target
-        self._downstream_open = asyncio.Event()  # target -> client
-        self._upstream_open.set()
-        self._downstream_open.set()
+        self.links: list[Link] = []  # in the order connections were accepted
+        self._up = True  # state given to new links
+        self._down = True
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -49,18 +69,23 @@ class TCPProxy:
 
     def cut(self) -> None:
         """Stop both directions on every connection, new ones included (a partition)."""
-        self._upstream_open.clear()
-        self._downstream_open.clear()
+        self._up = self._down = False
+        for link in self.links:
+            link.upstream_open.clear()
+            link.downstream_open.clear()
 
     def hold_downstream(self) -> None:
-        """Stop the target -> client direction only."""
-        self._downstream_open.clear()
+        """Stop the target -> client direction only, on every connection."""
+        self._down = False
+        for link in self.links:
+            link.hold_downstream()
 
     def restore(self) -> None:
         """Let both directions flow again, without added delay."""
         self.delay = 0.0
-        self._upstream_open.set()
-        self._downstream_open.set()
+        self._up = self._down = True
+        for link in self.links:
+            link.restore()
 
     def slow(self, delay: float) -> None:
         """Delay every forwarded chunk by ``delay`` seconds (in order, so throughput drops too)."""
@@ -83,15 +108,16 @@ class TCPProxy:
             await self._server.wait_closed()
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        self.accepted += 1
+        link = Link(self._up, self._down)
+        self.links.append(link)
         try:
             target_r, target_w = await asyncio.open_connection(*self.target)
         except OSError:
             client_w.transport.abort()
             return
         self._writers.update((client_w, target_w))
-        up = asyncio.ensure_future(self._pipe(client_r, target_w, self._upstream_open))
-        down = asyncio.ensure_future(self._pipe(target_r, client_w, self._downstream_open))
+        up = asyncio.ensure_future(self._pipe(client_r, target_w, link.upstream_open))
+        down = asyncio.ensure_future(self._pipe(target_r, client_w, link.downstream_open))
         self._tasks.update((up, down))
         try:
             await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
