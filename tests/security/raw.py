@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 from collections.abc import Sequence
 
@@ -167,3 +168,32 @@ async def http_status(
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return int(lines[0].split()[1]), headers, body
+
+
+def frame_bytes(
+    opcode: int,
+    data: bytes,
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    mask: bool = True,
+    length: int | None = None,
+) -> bytes:
+    """One frame serialised without any validity check (any opcode, flags, length field).
+
+    ``rsv`` holds the three reserved bits (0-7); ``length`` overrides the encoded
+    payload length (to lie about it).
+    """
+    first = (0x80 if fin else 0) | (rsv & 0x7) << 4 | (opcode & 0x0F)
+    n = len(data) if length is None else length
+    mask_bit = 0x80 if mask else 0
+    if n < 126:
+        header = bytes([first, mask_bit | n])
+    elif n < 2**16:
+        header = bytes([first, mask_bit | 126]) + n.to_bytes(2, "big")
+    else:
+        header = bytes([first, mask_bit | 127]) + n.to_bytes(8, "big")
+    if not mask:
+        return header + data
+    key = secrets.token_bytes(4)
+    return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(data))
