@@ -175,9 +175,13 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.drain_timeout):
                     await self.broker.wait_idle()
-            self._server.close(close_connections=True)
+            # Server.close() is idempotent: the call above already chose not to close
+            # connections, so close the open sockets (1001) here.
+            closing = [asyncio.ensure_future(ws.close(1001)) for ws in self._server.connections]
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.drain_timeout):
+                    if closing:
+                        await asyncio.wait(closing)
                     await self._server.wait_closed()
         await self.broker.close()
         log.info("stopped")
