@@ -161,6 +161,8 @@ class GatewayClient:
             if status in FATAL_STATUSES:
                 raise _Fatal(text) from None
             raise _Retry(text) from None
+        except ConnectionRefusedError:
+            raise _Retry("cannot connect: connection refused") from None
         except OSError as exc:
             raise _Retry(f"cannot connect: {exc.strerror or exc}") from None
         except (InvalidHandshake, WebSocketException) as exc:
@@ -235,7 +237,8 @@ class GatewayClient:
                     doc = await get_json(url, settings.auth_headers)
                 self.post(StatsUpdated(parse_stats(doc), self.clock()))
             except TimeoutError:
-                self.post(StatsFailed(f"no answer within {settings.connect_timeout:g} s", started))
+                reason = f"no answer within {settings.connect_timeout:g} s"
+                self.post(StatsFailed(reason, self.clock()))
             except (HttpError, StatsFormatError) as exc:
                 self.post(StatsFailed(str(exc), self.clock()))
             except Exception as exc:  # never let the poller die

@@ -1,0 +1,166 @@
+"""Pilot tests of `hopline tui` against a real gateway, processor and RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from textual.pilot import Pilot
+from textual.widgets import Static
+
+from gateway.server import Gateway
+from hopline.broker_node import free_port
+from tests.conftest import Stack, ws_url
+from tests.helpers import eventually
+from tui.app import HoplineApp
+from tui.config import TuiSettings
+from tui.format import middle_truncate
+from tui.widgets.chat import EntryView
+from tui.widgets.queues import NAME_WIDTH
+
+SIZE = (80, 24)
+
+
+@asynccontextmanager
+async def running(url: str, **overrides: object) -> AsyncIterator[tuple[HoplineApp, Pilot]]:
+    """The TUI connected to ``url`` in a headless 80x24 terminal."""
+    settings = TuiSettings(url=url, stats_interval=0.2, max_backoff=0.5, **overrides)  # type: ignore[arg-type]
+    app = HoplineApp(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        yield app, pilot
+
+
+def text_of(app: HoplineApp, selector: str) -> str:
+    """Plain text of every Static matching ``selector``, one per line."""
+    return "\n".join(str(w.content) for w in app.query(selector).results(Static))
+
+
+def chat_text(app: HoplineApp) -> str:
+    return "\n".join(str(view.content) for view in app.query(EntryView).results())
+
+
+async def until(predicate: Callable[[], bool], message: str, timeout: float = 10.0) -> None:
+    await eventually(predicate, timeout=timeout, message=message)
+
+
+async def test_hello_enter_shows_hello_world_with_rtt(stack: Stack) -> None:
+    """Typing hello and Enter shows 'hello world' under the request with its round-trip time."""
+    gw = await stack.gateway()
+    await stack.processor()
+    async with running(ws_url(gw)) as (app, pilot):
+        await until(lambda: app.connection.state == "connected", "connected")
+        await pilot.press(*"hello", "enter")
+        await until(lambda: "hello world" in chat_text(app), "reply shown")
+        lines = chat_text(app).splitlines()
+        assert lines[0].endswith("\u203a hello")
+        assert "\u2039 hello world" in lines[1] and lines[1].endswith(" ms")
+        assert app.input.value == ""
+        assert "1 in 30 s" in text_of(app, "#latency-numbers")
+
+
+async def test_outstanding_requests_each_get_their_own_reply(stack: Stack) -> None:
+    """Three requests typed before any reply each land under their own request."""
+    gw = await stack.gateway()
+    release = asyncio.Event()
+
+    async def held(payload: str | bytes) -> str | bytes:
+        await release.wait()
+        return f"{payload!s}!"
+
+    await stack.processor(held)
+    async with running(ws_url(gw)) as (app, pilot):
+        await until(lambda: app.connection.state == "connected", "connected")
+        for word in ("one", "two", "three"):
+            await pilot.press(*word, "enter")
+        await until(lambda: chat_text(app).count("waiting") == 3, "three outstanding")
+        assert "3 waiting" in str(app.status.content)
+        release.set()
+        await until(lambda: "waiting" not in chat_text(app), "all answered")
+        lines = chat_text(app).splitlines()
+        for i, word in enumerate(("one", "two", "three")):
+            assert lines[2 * i].endswith(f"\u203a {word}")
+            assert f"\u2039 {word}!" in lines[2 * i + 1]
+
+
+async def test_error_reply_is_shown_with_its_code(stack: Stack) -> None:
+    """A handler that raises gives a processor_error entry, styled as an error."""
+    gw = await stack.gateway()
+    await stack.processor("tests.sample_handlers:explode")
+    async with running(ws_url(gw)) as (app, pilot):
+        await until(lambda: app.connection.state == "connected", "connected")
+        await pilot.press(*"boom", "enter")
+        await until(lambda: "processor_error" in chat_text(app), "error shown")
+        view = app.query_one(EntryView)
+        assert view.has_class("-error")
+        assert "\u2717 processor_error" in str(view.content)
+
+
+async def test_burst_moves_queue_depth_and_latency_widgets(stack: Stack) -> None:
+    """A burst of 40 fills the input queue (seen in the queue panel), then latency shows 40."""
+    gw = await stack.gateway(batching="off")
+    release = asyncio.Event()
+
+    async def held(payload: str | bytes) -> str | bytes:
+        await release.wait()
+        return payload
+
+    await stack.processor(held, prefetch=5)
+    queue = middle_truncate(stack.topology.input_queue, NAME_WIDTH)  # as the panel shows it
+    async with running(ws_url(gw), burst=40) as (app, pilot):
+        await until(lambda: queue in text_of(app, ".queue-line"), "queue listed")
+        assert "0 in 30 s" in text_of(app, "#latency-numbers")
+
+        def ready_shown() -> int:
+            for line in text_of(app, ".queue-line").splitlines():
+                if line.startswith(queue):
+                    return int(line.split()[1])
+            return 0
+
+        assert ready_shown() == 0
+        await pilot.press("ctrl+b")
+        await until(lambda: ready_shown() >= 30, "ready messages shown")
+        assert "40 waiting" in str(app.status.content)
+        release.set()
+        await until(lambda: "40 in 30 s" in text_of(app, "#latency-numbers"), "latency count")
+        await until(lambda: ready_shown() == 0, "queue drained")
+        numbers = text_of(app, "#latency-numbers")
+        assert "p99" in numbers and "\u2013" not in numbers
+        assert "40/40 ok" in chat_text(app)
+
+
+async def test_gateway_restart_shows_reconnecting_then_recovers(stack: Stack) -> None:
+    """Stopping the gateway shows reconnecting; a new gateway on the same port is rejoined."""
+    gw = await stack.gateway()
+    port = gw.port
+    await stack.processor()
+    async with running(ws_url(gw)) as (app, pilot):
+        await until(lambda: app.connection.state == "connected", "connected")
+        first_generation = app.connection.generation
+        await gw.stop()
+        stack.gateways.remove(gw)
+        await until(lambda: app.connection.state == "reconnecting", "reconnecting")
+        await until(lambda: "attempt" in str(app.status.content), "attempt shown")
+        await until(lambda: "\u2717" in text_of(app, "#freshness"), "stats failure shown")
+        await pilot.press(*"kept", "enter")
+        assert app.input.value == "kept"  # not connected: the message is kept
+        restarted = Gateway(dataclasses.replace(gw.settings, port=port))
+        await restarted.start()
+        stack.gateways.append(restarted)
+        await until(lambda: app.connection.state == "connected", "reconnected", timeout=15)
+        assert app.connection.generation == first_generation + 1
+        await pilot.press("enter")
+        await until(lambda: "kept world" in chat_text(app), "reply after reconnect")
+        await until(lambda: "\u2717" not in text_of(app, "#freshness"), "stats back")
+        assert text_of(app, "#freshness").startswith("AMQP passive declare")
+
+
+async def test_unreachable_gateway_fails_with_reason() -> None:
+    """With no gateway and no retries left, the status says failed and why."""
+    url = f"ws://127.0.0.1:{free_port()}/ws"
+    async with running(url, max_retries=1) as (app, pilot):
+        await until(lambda: app.connection.state == "failed", "failed", timeout=10)
+        status = str(app.status.content)
+        assert "failed" in status and "cannot connect" in status
+        await until(lambda: "\u2717" in text_of(app, "#freshness"), "stats error shown")
