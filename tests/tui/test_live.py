@@ -162,5 +162,11 @@ async def test_unreachable_gateway_fails_with_reason() -> None:
     async with running(url, max_retries=1) as (app, pilot):
         await until(lambda: app.connection.state == "failed", "failed", timeout=10)
         status = str(app.status.content)
-        assert "failed" in status and "cannot connect" in status
+        assert "failed" in status and "connection refused" in status
         await until(lambda: "\u2717" in text_of(app, "#freshness"), "stats error shown")
+        seen: list[str] = []
+        post = app.client.post
+        app.client.post = lambda m: (seen.append(getattr(m, "state", "")), post(m))
+        await pilot.press("ctrl+r")  # retry after giving up
+        await until(lambda: seen.count("failed") == 1, "retried and failed again")
+        assert "connecting" in seen
