@@ -65,7 +65,11 @@ def _goal(value: float | None, goal: float, *, higher: bool, unit: str) -> dict[
 
 
 def per_request(r: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """CPU microseconds and syscalls per answered request, per process, over the window."""
+    """CPU microseconds and syscalls per answered request, per process, over the window.
+
+    ``runq_wait_per_s_ms`` is not per request: milliseconds per second the process'
+    main thread was ready to run but waited for a CPU (scheduler contention).
+    """
     thr = r.get("throughput") or 0.0
     if not thr:
         return {}
@@ -77,6 +81,8 @@ def per_request(r: dict[str, Any]) -> dict[str, dict[str, float]]:
         for key in ("syscr", "syscw", "ivcs"):
             if key in counts and window:
                 row[key] = round(counts[key] / (thr * window), 3)
+        if "runq_us" in counts and window:
+            row["runq_wait_per_s_ms"] = round(counts["runq_us"] / window / 1000, 1)
         out[name] = row
     return out
 
