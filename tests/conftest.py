@@ -17,6 +17,7 @@ from typing import Any
 
 import aio_pika
 import pytest
+from hypothesis import HealthCheck, settings
 from yarl import URL
 
 from gateway.config import GatewaySettings
@@ -25,6 +26,11 @@ from gateway.topology import QueueTopology
 from hopline.broker_node import port_answers
 from processor.handlers import Handler, load_handler
 from processor.worker import Processor, ProcessorSettings
+
+# Hypothesis' per-example deadline is a timed assertion: on a loaded 2-core CI box it fails
+# tests that are merely slow, so it is off everywhere (example counts stay bounded per test).
+settings.register_profile("hopline", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("hopline")
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
