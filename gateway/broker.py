@@ -175,16 +175,24 @@ class Broker:
             "active" if self.batching_active else "inactive",
         )
 
+    def stop_accepting(self) -> None:
+        """Refuse new requests (``unavailable``) from now on; pending ones still get replies."""
+        self._closing = True
+
+    def fail_pending(self, message: str) -> None:
+        """End every pending request now with ``unavailable`` and ``message``."""
+        for entry in list(self._pending.values()):
+            self._fail(entry, ErrorCode.UNAVAILABLE, message)
+        for request in self._outbox:
+            self._resolve(request, Failure(ErrorCode.UNAVAILABLE, message))
+        self._outbox.clear()
+
     async def close(self) -> None:
         """Fail what is still pending with ``unavailable`` and close both connections."""
         self._closing = True
         for task in list(self._tasks):
             task.cancel()
-        for entry in list(self._pending.values()):
-            self._fail(entry, ErrorCode.UNAVAILABLE, "gateway is shutting down")
-        for request in self._outbox:
-            self._resolve(request, Failure(ErrorCode.UNAVAILABLE, "gateway is shutting down"))
-        self._outbox.clear()
+        self.fail_pending("gateway is shutting down")
         for conn in (self._publish_conn, self._consume_conn):
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -217,7 +225,8 @@ class Broker:
         self.metrics.requests.inc()
         if self._closing or not self.connected:
             self.pending_requests += 1
-            self._resolve(request, Failure(ErrorCode.UNAVAILABLE, "broker connection is down"))
+            reason = "gateway is shutting down" if self._closing else "broker connection is down"
+            self._resolve(request, Failure(ErrorCode.UNAVAILABLE, reason))
             return
         if is_blocked(self._publish_conn):
             self.pending_requests += 1

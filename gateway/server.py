@@ -166,15 +166,22 @@ class Gateway:
     async def stop(self) -> None:
         """Drain and stop: refuse new work, let in-flight requests finish, close sockets."""
         self.draining = True
+        self.broker.stop_accepting()  # new requests on open sockets get 'unavailable'
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         if self._server is not None:
-            self._server.close(close_connections=False)
+            # Still listening while draining: /health answers 503, /ws upgrades get 503.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.drain_timeout):
                     await self.broker.wait_idle()
+            self._server.close(close_connections=False)
+            # Requests still unanswered after the drain timeout get an explicit error,
+            # and their sessions a moment to write it, before the sockets close.
+            if self.broker.pending_requests:
+                self.broker.fail_pending("gateway shut down before the reply came")
+                await asyncio.sleep(0.05)
             # Server.close() is idempotent: the call above already chose not to close
             # connections, so close the open sockets (1001) here.
             closing = [asyncio.ensure_future(ws.close(1001)) for ws in self._server.connections]
