@@ -1,0 +1,155 @@
+"""hopline loadtest as a user runs it: exit codes, SLOs, JSON report, --smoke, --procs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from hopline.cli import main
+from tests.loadtest.servers import EchoServer
+
+
+def hopline(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, ["loadtest", *args], env=env, catch_exceptions=False)
+
+
+def report(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+@pytest.fixture
+def server() -> Any:
+    with EchoServer() as s:
+        yield s
+
+
+def test_smoke_passes_and_writes_the_report(server: EchoServer, tmp_path: Path) -> None:
+    """The CI invocation exits 0 and writes a report whose counts add up."""
+    out = tmp_path / "report.json"
+    result = hopline(
+        "--smoke", "--slo", "errors==0", "--slo", "p99<500ms", "--json", str(out),
+        env={"HOPLINE_URL": server.url},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = report(out)
+    assert data["schema"] == "hopline.loadtest/1"
+    assert data["result"] == "pass"
+    assert data["settings"]["connections"] == 20
+    assert data["settings"]["duration_s"] == 5.0
+    req = data["requests"]
+    assert req["sent"] == req["ok"] > 0
+    assert sum(req[k] for k in ("ok", "mismatch", "error", "timeout", "disconnect")) == req["sent"]
+    assert [s["passed"] for s in data["slo"]] == [True, True]
+    assert data["latency_ms"]["count"] == req["sent"]
+    assert 4 <= len(data["series"]) <= 7
+    assert sum(s["sent"] for s in data["series"]) == req["sent"]
+    assert data["connections"]["opened"] == 20
+
+
+def test_missed_slo_exits_1_and_names_it(server: EchoServer, tmp_path: Path) -> None:
+    """A missed threshold exits 1 and names that threshold, and only that one."""
+    result = hopline(
+        "--url", server.url, "-n", "50", "--procs", "1", "-q",
+        "--slo", "p99<1us", "--slo", "errors==0",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "SLO missed: p99<1us" in result.stderr
+    assert "errors==0:" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--slo", "p98<5ms"],
+        ["--slo", "p99<5"],
+        ["--slo", "errors=0"],
+        ["--duration", "10 seconds"],
+        ["--rate", "100", "--in-flight", "4"],
+        ["--protocol", "hopline.v2"],
+    ],
+)
+def test_usage_errors_exit_2_before_connecting(args: list[str]) -> None:
+    """Typos and contradictions are usage errors (exit 2), never a run that passes."""
+    result = hopline("--url", "ws://127.0.0.1:9/ws", *args)
+    assert result.exit_code == 2, result.output
+    assert "Error" in result.stderr
+
+
+def test_no_connection_exits_4(tmp_path: Path) -> None:
+    """When no connection can be made: exit 4, the reason, and a report saying so."""
+    with EchoServer() as gone:
+        url = gone.url
+    out = tmp_path / "r.json"
+    result = hopline("--url", url, "-c", "3", "--procs", "1", "-q", "--json", str(out))
+    assert result.exit_code == 4
+    assert "no connection could be made" in result.stderr
+    assert "refused: 3" in result.stderr
+    assert report(out)["result"] == "no_connection"
+
+
+def test_two_processes_count_the_same_as_one(server: EchoServer, tmp_path: Path) -> None:
+    """--procs 2 and --procs 1 with the same request budget report the same counts."""
+    counts = []
+    for procs in ("1", "2"):
+        out, ledger = tmp_path / f"r{procs}.json", tmp_path / f"l{procs}.csv"
+        result = hopline(
+            "--url", server.url, "-c", "4", "-n", "300", "--procs", procs, "-q",
+            "--json", str(out), "--ledger", str(ledger),
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        data = report(out)
+        assert data["settings"]["procs"] == int(procs)
+        assert len(ledger.read_text().splitlines()) == 301  # header + one row per request
+        opened = data["connections"]["opened"]
+        counts.append((data["requests"], data["latency_ms"]["count"], opened))
+    assert counts[0] == counts[1]
+    assert counts[0][0]["ok"] == 300
+
+
+def test_options_fall_back_to_environment(server: EchoServer, tmp_path: Path) -> None:
+    """Every option reads HOPLINE_LOADTEST_* (and --url HOPLINE_URL) when not given."""
+    out = tmp_path / "r.json"
+    env = {
+        "HOPLINE_URL": server.url,
+        "HOPLINE_LOADTEST_CONNECTIONS": "3",
+        "HOPLINE_LOADTEST_REQUESTS": "30",
+        "HOPLINE_LOADTEST_PROCS": "1",
+        "HOPLINE_LOADTEST_PROTOCOL": "plain",
+        "HOPLINE_LOADTEST_JSON": str(out),
+        "HOPLINE_LOADTEST_QUIET": "1",
+    }
+    result = hopline(env=env)
+    assert result.exit_code == 0, result.output
+    data = report(out)
+    assert (data["settings"]["connections"], data["settings"]["protocol"]) == (3, "plain")
+    assert data["requests"]["ok"] == 30
+
+
+def test_help_shows_env_vars_and_defaults() -> None:
+    """--help names each option's environment variable and default."""
+    result = hopline("--help")
+    text = " ".join(result.output.split())
+    for needle in (
+        "HOPLINE_URL",
+        "default: ws://localhost:8000/ws",
+        "HOPLINE_LOADTEST_CONNECTIONS",
+        "HOPLINE_LOADTEST_SLO",
+        "default: hopline.v1",
+        "default: world",
+        "default: (CPU count)",
+    ):
+        assert needle in text, needle
+
+
+def test_progress_lines_when_not_a_terminal(server: EchoServer) -> None:
+    """Without a TTY, progress is plain lines on stderr; --quiet prints none."""
+    loud = hopline("--url", server.url, "-c", "2", "-d", "2.5s", "--procs", "1")
+    quiet = hopline("--url", server.url, "-c", "2", "-d", "1s", "--procs", "1", "-q")
+    assert "loadtest " in loud.stderr and "sent " in loud.stderr
+    assert quiet.stderr == ""
+    assert "latency" in quiet.stdout
