@@ -18,12 +18,15 @@ from typing import Any
 
 import click
 import yaml
+from click.core import ParameterSource
 
 from hopline.cli import main
 
 __all__ = [
     "ROOT",
     "Instruction",
+    "check_service_cli",
+    "cli_parameter",
     "dockerfile_instructions",
     "dockerignore_allows",
     "interpolate",
@@ -124,6 +127,38 @@ def parse_command(argv: list[str], env: Mapping[str, str]) -> click.Context:
         name, command, args = main.resolve_command(group_ctx, list(argv))
         assert name is not None and command is not None
         return command.make_context(name, args, parent=group_ctx)
+
+
+def cli_parameter(ctx: click.Context, variable: str) -> click.Parameter | None:
+    """The option of the subcommand (or of the group) that reads ``variable``."""
+    for context in (ctx, ctx.parent):
+        assert context is not None
+        for param in context.command.params:
+            names = [param.envvar] if isinstance(param.envvar, str) else param.envvar or []
+            if variable in names:
+                return param
+    return None
+
+
+def check_service_cli(name: str, service: Mapping[str, Any]) -> click.Context:
+    """Parse a service's command with its default environment; fail unless all of it is used.
+
+    Every ``RABBITMQ_URL``/``HOPLINE_*`` variable of the service must be read by an
+    option of the command (or of the group) and be where that option got its value.
+    """
+    assert "entrypoint" not in service, f"{name}: the image's ENTRYPOINT must not be replaced"
+    env = service_environment(service, {})
+    ctx = parse_command(list(service["command"]), env)
+    assert ctx.info_name == service["command"][0]
+    for variable in filter(is_cli_variable, env):
+        param = cli_parameter(ctx, variable)
+        assert param is not None, f"{name}: no option of 'hopline {ctx.info_name}' reads {variable}"
+        owner = ctx if param in ctx.command.params else ctx.parent
+        assert owner is not None and param.name is not None
+        # click treats an empty variable as unset: `${X:-}` means "the CLI default".
+        expected = ParameterSource.ENVIRONMENT if env[variable] else ParameterSource.DEFAULT
+        assert owner.get_parameter_source(param.name) is expected, f"{name}: {variable}"
+    return ctx
 
 
 @dataclass(frozen=True)

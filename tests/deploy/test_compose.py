@@ -6,13 +6,12 @@ from typing import Any
 
 import click
 import pytest
-from click.core import ParameterSource
 
 from hopline.cli import main
 from processor.handlers import load_handler
 from tests.deploy.spec import (
+    check_service_cli,
     interpolate,
-    is_cli_variable,
     load_compose,
     parse_command,
     service_environment,
@@ -22,20 +21,7 @@ from tests.deploy.spec import (
 COMPOSE = load_compose()
 SERVICES: dict[str, Any] = COMPOSE["services"]
 HOPLINE_SERVICES = ["gateway", "processor", "loadtest"]
-# The loadtest service's command is checked in test_loadtest_service.py.
-SERVER_SERVICES = ["gateway", "processor"]
 NO_ENV: dict[str, str] = {}  # a plain `docker compose up`: every variable takes its default
-
-
-def cli_parameter(ctx: click.Context, variable: str) -> click.Parameter | None:
-    """The option of the subcommand (or of the group) that reads ``variable``."""
-    for context in (ctx, ctx.parent):
-        assert context is not None
-        for param in context.command.params:
-            names = [param.envvar] if isinstance(param.envvar, str) else param.envvar or []
-            if variable in names:
-                return param
-    return None
 
 
 def test_compose_spec_file_has_the_four_services_and_no_version_key() -> None:
@@ -52,26 +38,10 @@ def test_interpolation_follows_compose_rules() -> None:
         interpolate("${A:?A is missing}", {})
 
 
-def check_service_parses(name: str) -> click.Context:
-    """Parse a service's command and environment; every CLI variable must reach an option."""
-    service = SERVICES[name]
-    assert "entrypoint" not in service, "the image's ENTRYPOINT (hopline) must not be replaced"
-    env = service_environment(service, NO_ENV)
-    ctx = parse_command(list(service["command"]), env)
-    assert ctx.info_name == service["command"][0]
-    for variable in filter(is_cli_variable, env):
-        param = cli_parameter(ctx, variable)
-        assert param is not None, f"{name}: no option of 'hopline {ctx.info_name}' reads {variable}"
-        owner = ctx if param in ctx.command.params else ctx.parent
-        assert owner is not None and param.name is not None
-        assert owner.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT, variable
-    return ctx
-
-
-@pytest.mark.parametrize("name", SERVER_SERVICES)
+@pytest.mark.parametrize("name", HOPLINE_SERVICES)
 def test_service_command_and_environment_parse_with_the_real_cli(name: str) -> None:
     """Every option and HOPLINE_*/RABBITMQ_URL variable of the service exists and parses."""
-    check_service_parses(name)
+    check_service_cli(name, SERVICES[name])
 
 
 @pytest.mark.parametrize("name", HOPLINE_SERVICES)
@@ -162,5 +132,5 @@ def test_every_cli_command_in_compose_is_a_hopline_command() -> None:
     """The services' first words are subcommands the group lists."""
     ctx = main.make_context("hopline", ["gateway"])
     commands = main.list_commands(ctx)
-    for name in SERVER_SERVICES:
+    for name in HOPLINE_SERVICES:
         assert SERVICES[name]["command"][0] in commands
