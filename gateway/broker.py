@@ -45,6 +45,7 @@ from gateway.batch import BATCH_CONTENT_TYPE, BatchFormatError, ItemError, decod
 from gateway.batch import encode_requests as encode_batch
 from gateway.config import GatewaySettings
 from gateway.liveness import is_blocked
+from gateway.management import ManagementError, fetch_queues
 from gateway.metrics import GatewayMetrics
 from gateway.protocol import ErrorCode
 from gateway.requests import Failure, Request
@@ -434,14 +435,36 @@ class Broker:
                 log.debug("queue sampling failed: %r", exc)
 
     async def sample_queues(self) -> None:
-        """Read queue depths (passive AMQP declares) and decide whether to batch."""
+        """Read queue depths and decide whether to batch.
+
+        Passive AMQP declares give ready counts and consumers at once; they drive the
+        batching decision and the queue-depth gauges. With ``settings.management_url``
+        the reported samples (``queues``) come from the management API instead, adding
+        unacknowledged counts (``queue_source == "management"``); when it fails, the
+        AMQP samples are reported (``queue_source == "amqp"``).
+        """
         channel = self._monitor_channel
         if channel is None or channel.is_closed or not self.connected:
             return
         topology = self.settings.topology
         plain, batch = await topology.declare(channel)
         samples = [_sample(plain), _sample(batch)]
-        self.queues = {s.name: s for s in samples}
+        reported, source = samples, "amqp"
+        if self.settings.management_url:
+            try:
+                managed = await fetch_queues(
+                    self.settings.management_url,
+                    self.settings.rabbitmq_url,
+                    [s.name for s in samples],
+                )
+            except ManagementError as exc:
+                if self.queue_source == "management":
+                    log.warning("management API failed, using AMQP queue samples: %s", exc)
+            else:
+                reported = [QueueSample(m.name, m.ready, m.consumers, m.unacked) for m in managed]
+                source = "management"
+        self.queues = {s.name: s for s in reported}
+        self.queue_source = source
         self.queues_sampled_at = time.time()
         if self.settings.batching == "auto":
             active = samples[1].consumers > 0

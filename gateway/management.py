@@ -1,0 +1,128 @@
+"""Queue statistics from the RabbitMQ management HTTP API (``GET /api/queues/{vhost}/{name}``).
+
+Passive AMQP declares give ready messages and consumers but not unacknowledged
+ones; the management plugin reports all three (refreshed by the broker every
+``collect_statistics_interval``, 5 s by default). :func:`fetch_queues` asks for
+several queues at once, bounded by one timeout, and raises
+:class:`ManagementError` for anything that keeps it from answering, so the
+caller can fall back to AMQP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "ManagedQueue",
+    "ManagementError",
+    "credentials",
+    "fetch_queues",
+    "queue_url",
+    "vhost_of",
+]
+
+DEFAULT_TIMEOUT = 2.0
+
+
+class ManagementError(Exception):
+    """The management API could not answer (unreachable, refused, timeout, bad answer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedQueue:
+    """One queue as the management API reports it; ``unacked`` None if not reported yet."""
+
+    name: str
+    ready: int
+    unacked: int | None
+    consumers: int
+
+
+def vhost_of(amqp_url: str) -> str:
+    """The virtual host of an AMQP URL (``amqp://h/`` and ``amqp://h`` mean ``/``)."""
+    path = urlsplit(amqp_url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def credentials(management_url: str, amqp_url: str) -> tuple[str, str]:
+    """User and password: from the management URL if it has them, else from the AMQP URL."""
+    for url in (management_url, amqp_url):
+        parts = urlsplit(url)
+        if parts.username is not None:
+            return unquote(parts.username), unquote(parts.password or "")
+    return "guest", "guest"
+
+
+def queue_url(management_url: str, vhost: str, name: str) -> str:
+    """``{base}/api/queues/{vhost}/{name}`` without credentials, path segments encoded."""
+    parts = urlsplit(management_url)
+    netloc = parts.hostname or ""
+    if ":" in netloc:  # IPv6 literal
+        netloc = f"[{netloc}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    path = f"{parts.path.rstrip('/')}/api/queues/{quote(vhost, safe='')}/{quote(name, safe='')}"
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
+
+
+def _get(url: str, auth: str, timeout: float) -> Any:
+    request = urllib.request.Request(
+        url, headers={"Authorization": auth, "Accept": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise ManagementError(f"HTTP {exc.code} from {url}") from None
+    except (OSError, ValueError) as exc:
+        raise ManagementError(f"{url}: {exc}") from None
+
+
+def _parse(name: str, doc: Any) -> ManagedQueue:
+    if not isinstance(doc, dict):
+        raise ManagementError(f"unexpected answer for queue {name!r}")
+    unacked = doc.get("messages_unacknowledged")
+    return ManagedQueue(
+        name=name,
+        ready=int(doc.get("messages_ready") or 0),
+        unacked=int(unacked) if isinstance(unacked, int) else None,
+        consumers=int(doc.get("consumers") or 0),
+    )
+
+
+async def fetch_queues(
+    management_url: str,
+    amqp_url: str,
+    names: Sequence[str],
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[ManagedQueue]:
+    """Fetch the statistics of ``names`` (in that order), concurrently, within ``timeout``.
+
+    Credentials come from ``management_url`` if it has any, else from ``amqp_url``;
+    the vhost is the one of ``amqp_url``. Blocking HTTP runs in worker threads,
+    each bounded by ``timeout`` too, so none outlives the call by much.
+
+    Raises:
+        ManagementError: any queue could not be fetched in time.
+    """
+    user, password = credentials(management_url, amqp_url)
+    auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    vhost = vhost_of(amqp_url)
+    urls = [queue_url(management_url, vhost, name) for name in names]
+    try:
+        async with asyncio.timeout(timeout):
+            docs = await asyncio.gather(
+                *(asyncio.to_thread(_get, url, auth, timeout) for url in urls)
+            )
+    except TimeoutError:
+        raise ManagementError(f"no answer from the management API within {timeout:g} s") from None
+    return [_parse(name, doc) for name, doc in zip(names, docs, strict=True)]
