@@ -167,10 +167,6 @@ class Gateway:
         """Drain and stop: refuse new work, let in-flight requests finish, close sockets."""
         self.draining = True
         self.broker.stop_accepting()  # new requests on open sockets get 'unavailable'
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
         if self._server is not None:
             # Still listening while draining: /health answers 503, /ws upgrades get 503.
             with contextlib.suppress(TimeoutError):
@@ -190,6 +186,10 @@ class Gateway:
                     if closing:
                         await asyncio.wait(closing)
                     await self._server.wait_closed()
+        if self._sweeper is not None:  # it kept cutting non-reading clients during the drain
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.broker.close()
         log.info("stopped")
 
