@@ -1,0 +1,71 @@
+"""hopline loadtest against the real gateway and processor (RabbitMQ in between)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Stack, ws_url
+from tests.test_cli import run_hopline
+
+
+async def loadtest(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    """Run ``hopline loadtest ARGS --json`` in a subprocess; return (exit code, report, stderr)."""
+    out = tmp_path / "report.json"
+    code, _, err = await run_hopline("loadtest", "-q", "--procs", "1", "--json", str(out), *args)
+    return code, json.loads(out.read_text()), err
+
+
+async def test_closed_loop_through_the_gateway(stack: Stack, tmp_path: Path) -> None:
+    """Every hopline.v1 request through gateway and processor gets its verified reply."""
+    gw = await stack.gateway()
+    await stack.processor("world")
+    code, data, err = await loadtest(
+        tmp_path, "--url", ws_url(gw), "-c", "10", "--in-flight", "4", "-n", "800",
+        "--slo", "errors==0",
+    )  # fmt: skip
+    assert code == 0, err
+    assert data["requests"]["sent"] == data["requests"]["ok"] == 800
+    assert data["latency_ms"]["count"] == 800
+
+
+async def test_plain_mode_through_the_gateway(stack: Stack, tmp_path: Path) -> None:
+    """Plain mode against the gateway matches replies in order and verifies them all."""
+    gw = await stack.gateway()
+    await stack.processor("world")
+    code, data, err = await loadtest(
+        tmp_path, "--url", ws_url(gw), "--protocol", "plain", "-c", "4", "--in-flight", "8",
+        "-n", "400",
+    )  # fmt: skip
+    assert code == 0, err
+    assert data["requests"]["ok"] == 400
+    assert data["requests"]["unmatched_replies"] == 0
+
+
+async def test_open_model_through_the_gateway(stack: Stack, tmp_path: Path) -> None:
+    """The open model sends rate x duration requests on schedule and all come back."""
+    gw = await stack.gateway()
+    await stack.processor("world")
+    code, data, err = await loadtest(
+        tmp_path, "--url", ws_url(gw), "-c", "5", "--rate", "200", "-d", "2s",
+    )  # fmt: skip
+    assert code == 0, err
+    assert data["settings"]["model"] == "open"
+    assert data["requests"]["sent"] == data["requests"]["ok"] == 400
+    assert data["requests"]["unsent"] == 0
+
+
+async def test_processor_errors_are_counted_and_fail_the_slo(stack: Stack, tmp_path: Path) -> None:
+    """Handler failures come back as processor_error replies; errors==0 then exits 1."""
+    gw = await stack.gateway()
+    await stack.processor("tests.sample_handlers:explode")
+    code, data, err = await loadtest(
+        tmp_path, "--url", ws_url(gw), "-c", "2", "-n", "20", "--message", "boom",
+        "--slo", "errors==0",
+    )  # fmt: skip
+    assert code == 1
+    assert "SLO missed: errors==0" in err
+    assert data["requests"]["error"] == 20
+    assert data["error_codes"] == {"processor_error": 20}
+    assert data["result"] == "fail"
