@@ -173,3 +173,17 @@ async def test_data_after_close_is_ignored(echo: Gateway) -> None:
     assert await client.closed() == CloseCode.NORMAL_CLOSURE
     await eventually(lambda: echo.active_websockets == 0, message="session ended")
     assert echo.metrics.total("hopline_requests_total") == 0
+
+
+async def test_large_messages_round_trip_with_a_raised_limit(stack: Stack) -> None:
+    """With --max-message-size raised (as for conformance case 9), 16 MiB messages echo back."""
+    size = 16 * 1024 * 1024
+    gw = await stack.gateway(max_message_size=size)
+    await stack.processor("echo")
+    client = await RawClient.open(gw.port)
+    client.protocol.send_binary(b"\xa5" * size)
+    client.protocol.send_text(b"*" * size)
+    await client.flush()
+    assert await client.message(timeout=30) == b"\xa5" * size
+    assert await client.message(timeout=30) == "*" * size
+    await client.close()
