@@ -181,7 +181,7 @@ gateway_options = _compose(
         env="HOPLINE_RATE_BURST",
         default=_GATEWAY_DEFAULTS.rate_burst,
         type=click.IntRange(min=0),
-        help="Requests per socket allowed at once above the rate (0 = max(1, rate)).",
+        help="Token bucket size: requests one socket may send in a burst (0 = max(1, rate)).",
     ),
     option(
         "--send-timeout",
