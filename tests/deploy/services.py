@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hopline.broker_node import port_answers
 from tests.deploy.spec import ROOT, dockerfile_instructions, is_cli_variable, load_compose
 from tests.deploy.spec import service_environment as compose_environment
 from tests.helpers import eventually
@@ -60,10 +62,14 @@ class LocalCompose:
             "HOPLINE_INPUT_QUEUE": self.input_queue,
             "HOPLINE_PORT": str(self.port),
         }
+        if "HOPLINE_MANAGEMENT_URL" in env:
+            # The local broker's management plugin if it runs, else none (the CLI default).
+            answers = port_answers("127.0.0.1", 15672, timeout=1.0)
+            local["HOPLINE_MANAGEMENT_URL"] = "http://127.0.0.1:15672" if answers else ""
         env.update({key: value for key, value in local.items() if key in env})
         for key, value in env.items():
             env[key] = value.replace("//gateway:8000/", f"//127.0.0.1:{self.port}/")
-            assert "@rabbitmq:" not in env[key] and "//gateway:" not in env[key], (key, value)
+            assert not re.search(r"[/@](rabbitmq|gateway):", env[key]), (key, value)
         return env
 
     def process_environment(self, name: str) -> dict[str, str]:
