@@ -10,7 +10,16 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["collapse_profile", "markdown_table", "per_request", "targets", "verify"]
+from hdrh.histogram import HdrHistogram
+
+__all__ = [
+    "collapse_profile",
+    "markdown_table",
+    "merge_parts",
+    "per_request",
+    "targets",
+    "verify",
+]
 
 # Goals of issue 7.
 THROUGHPUT_X = 10.0
@@ -64,6 +73,77 @@ def _goal(value: float | None, goal: float, *, higher: bool, unit: str) -> dict[
     return {"value": value, "goal": goal, "higher_is_better": higher, "met": met, "unit": unit}
 
 
+SUMMED = ("sent", "ok", "wrong", "errors", "lost", "measured", "window_s", "driver_cpu_s")
+
+
+def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from the slices of a scenario measured in several rounds.
+
+    Counts and windows add up, histograms merge (so percentiles are over every
+    reply of every slice), CPU is the average over the slices, and ``parts`` keeps
+    each slice's throughput, p99 and the machine's other load for inspection.
+    """
+    merged: dict[str, Any] = {k: v for k, v in parts[0].items() if k not in ("hist",)}
+    for key in SUMMED:
+        merged[key] = round(sum(p.get(key, 0) for p in parts), 3)
+    hist: HdrHistogram | None = None
+    for p in parts:
+        h = HdrHistogram.decode(p["hist"])
+        if hist is None:
+            hist = h
+        else:
+            hist.add(h)
+    assert hist is not None
+    merged["throughput"] = round(merged["measured"] / merged["window_s"], 1)
+    for name, pct in (("p50_ms", 50), ("p90_ms", 90), ("p99_ms", 99), ("p999_ms", 99.9)):
+        merged[name] = hist.get_value_at_percentile(pct) / 1000
+    merged["max_ms"] = hist.get_max_value() / 1000
+    merged["hist"] = hist.encode().decode()
+    names = {n for p in parts for n in p.get("cpu_cores", {})}
+    merged["cpu_cores"] = {
+        n: round(sum(p["cpu_cores"].get(n, 0.0) for p in parts) / len(parts), 3) for n in names
+    }
+    counts: dict[str, dict[str, int]] = {}
+    for p in parts:
+        for proc, c in p.get("syscalls_and_switches", {}).items():
+            row = counts.setdefault(proc, {})
+            for k, v in c.items():
+                row[k] = row.get(k, 0) + v
+    merged["syscalls_and_switches"] = counts
+    if "publish_batches" in parts[0]:
+        flushes = sum(p["publish_batches"]["flushes"] for p in parts)
+        requests = sum(p["publish_batches"]["requests"] for p in parts)
+        buckets: dict[str, int] = {}
+        for p in parts:
+            for le, v in p["publish_batches"]["cumulative_buckets"].items():
+                buckets[le] = buckets.get(le, 0) + v
+        merged["publish_batches"] = {
+            "flushes": flushes,
+            "requests": requests,
+            "mean_requests_per_flush": round(requests / flushes, 2) if flushes else None,
+            "cumulative_buckets": buckets,
+        }
+        rts = [p["gateway_round_trip"] for p in parts]
+        count = sum(r["count"] for r in rts)
+        mean = sum((r["mean_ms"] or 0) * r["count"] for r in rts) / count if count else None
+        merged["gateway_round_trip"] = {
+            "count": count,
+            "mean_ms": None if mean is None else round(mean, 3),
+            "p50_at_most_ms": max((r["p50_at_most_ms"] or 0) for r in rts),
+            "p99_at_most_ms": max((r["p99_at_most_ms"] or 0) for r in rts),
+        }
+    merged["parts"] = [
+        {
+            "throughput": p["throughput"],
+            "p50_ms": p["p50_ms"],
+            "p99_ms": p["p99_ms"],
+            "others_cores": p.get("cpu_cores", {}).get("others"),
+        }
+        for p in parts
+    ]
+    return merged
+
+
 def per_request(r: dict[str, Any]) -> dict[str, dict[str, float]]:
     """CPU microseconds and syscalls per answered request, per process, over the window.
 
@@ -100,6 +180,7 @@ def verify(s: dict[str, dict[str, Any]]) -> list[str]:
 ROWS = [
     ("closed_reference", "a. closed loop, 50 conns", "reference"),
     ("closed_hopline", "a. closed loop, 50 conns", "hopline"),
+    ("closed_hopline_persistent", "a. closed loop, 50 conns", "hopline --persistent"),
     ("open_reference", "b. open loop 500/s, 100 conns", "reference"),
     ("open_hopline", "b. open loop 500/s, 100 conns", "hopline"),
     ("scale_hopline", "c. 1 request on each socket", "hopline"),

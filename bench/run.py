@@ -25,6 +25,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,18 @@ class CpuWatch:
         self.cores["machine"] = machine
 
 
+@dataclass
+class System:
+    """One thing measured: how to reach it, which processes to watch, how to drive it."""
+
+    key: str
+    procs: list[procs.Proc]
+    watch: dict[str, int]
+    url: str = ""  # WebSocket URL; empty for the bare AMQP ceiling
+    metrics_url: str = ""  # hopline's /metrics, scraped around each window
+    amqp_args: list[str] = field(default_factory=list)  # the AMQP ceiling's client arguments
+
+
 class Bench:
     """One benchmark run: settings, processes, results."""
 
@@ -201,70 +214,51 @@ class Bench:
         except (OSError, aio_pika.exceptions.AMQPError) as exc:
             log(f"could not delete queues {self.queues}: {exc}")
 
-    # Driving
+    # The run
 
-    async def drive(
-        self, name: str, argv: list[str], watch: dict[str, int], timeout: float
-    ) -> dict[str, Any]:
-        """Run one driver process; sample CPU of ``watch`` over its measured window."""
-        driver = await self.start(
-            f"driver-{name}", [PY, str(BENCH / "driver.py"), *argv], pipe_stdio=True
-        )
-        cpu = CpuWatch({**watch, "driver": driver.pid})
-        result: dict[str, Any] | None = None
-        assert driver.process.stdout is not None
-        async with asyncio.timeout(timeout):
-            while line := await driver.process.stdout.readline():
-                event = json.loads(line)
-                if event["event"] == "window-start":
-                    cpu.begin()
-                elif event["event"] == "window-end":
-                    cpu.end()
-                elif event["event"] == "result":
-                    result = event
-                elif event["event"] == "failed":
-                    raise RuntimeError(f"driver {name}: {event['error']}")
-            await driver.process.wait()
-        if result is None:
-            raise RuntimeError(f"driver {name} gave no result; log:\n{driver.log_text()[-800:]}")
-        result.pop("event")
-        result["cpu_cores"] = cpu.cores
-        result["syscalls_and_switches"] = cpu.counts
-        return result
-
-    def closed_args(self, url: str, suffix: str = " world") -> list[str]:
-        """Driver arguments of scenario (a)."""
+    async def run(self) -> None:
+        """Start every system, run (a) and (b) interleaved, then (c) and the profile."""
         a = self.args
-        return [
-            "closed", "--url", url, "--connections", "50", "--duration", str(a.duration),
-            "--warmup", str(a.warmup), "--suffix", suffix,
-        ]  # fmt: skip
+        log("starting the reference, hopline, and the two ceilings")
+        ref = await self.setup_reference()
+        hop, processors = await self.setup_hopline()
+        systems = [ref, hop]
+        if a.persistent_row:
+            systems.append(await self.setup_hopline_gateway("hopline_persistent", persistent=True))
+        echo = await self.setup_echo()
+        amqp = await self.setup_amqp()
+        # Each scenario cycles through the systems `rounds` times, so a change in
+        # what else the machine does affects every system alike.
+        await self.interleaved("closed", [*systems, echo, amqp])
+        await self.interleaved("open", [ref, hop])
+        for s in (ref, echo, amqp, *systems[2:]):
+            await self.stop(*s.procs)
+        if a.profile:
+            await self.profile(hop, processors[0])
+        if a.scale > 0:
+            log(f"hopline: scale, {a.scale:,} sockets")
+            self.record("scale_hopline", await self.scale(hop))
+        await self.stop(*hop.procs, *processors)
 
-    def open_args(self, url: str) -> list[str]:
-        """Driver arguments of scenario (b)."""
-        a = self.args
-        return [
-            "open", "--url", url, "--connections", "100", "--rate", "500",
-            "--duration", str(a.duration), "--warmup", str(a.warmup),
-        ]  # fmt: skip
-
-    def timeout(self) -> float:
-        """Deadline for one driver run."""
-        return self.args.duration + self.args.warmup + 90
-
-    def record(self, key: str, result: dict[str, Any]) -> None:
-        """Keep a scenario's result and log a one-line summary."""
-        self.results[key] = result
-        log(
-            f"{key}: {result.get('throughput', 0):,.0f}/s p50 {result['p50_ms']:.2f} ms "
-            f"p99 {result['p99_ms']:.2f} ms sent {result['sent']} ok {result['ok']} "
-            f"cpu {result.get('cpu_cores')}"
-        )
+    async def interleaved(self, mode: str, systems: list[System]) -> None:
+        """Scenario ``mode`` on every system, in ``--rounds`` alternating slices."""
+        rounds = self.args.rounds
+        slice_s = self.args.duration / rounds
+        parts: dict[str, list[dict[str, Any]]] = {s.key: [] for s in systems}
+        for r in range(rounds):
+            for system in systems:
+                log(f"{mode} loop, round {r + 1}/{rounds}: {system.key}")
+                parts[system.key].append(await self.drive(system, mode, slice_s))
+        for system in systems:
+            key = f"{mode}_{system.key}"
+            if system.key in ("echo", "amqp"):
+                key = f"ceiling_{system.key}"
+            self.record(key, report.merge_parts(parts[system.key]))
 
     # Systems
 
-    async def reference(self) -> None:
-        """Scenarios (a) and (b) against the reference design."""
+    async def setup_reference(self) -> System:
+        """The original design: FastAPI/uvicorn gateway and prefetch-5 processor."""
         prefix = f"ref_{self.run_id}"
         self.queues += [f"{prefix}_input_queue", f"{prefix}_output_queue"]
         port = procs.free_port()
@@ -277,69 +271,125 @@ class Bench:
         url = f"ws://127.0.0.1:{port}/ws"
         await until(lambda: round_trip(url, "ready", "ready world"), 30, "the reference to answer")
         watch = {"gateway": gw.pid, "processor": proc.pid, "broker": self.broker_pid or 0}
-        log("reference: closed loop")
-        self.record(
-            "closed_reference",
-            await self.drive("ref-closed", self.closed_args(url), watch, self.timeout()),
-        )
-        log("reference: open loop")
-        self.record(
-            "open_reference",
-            await self.drive("ref-open", self.open_args(url), watch, self.timeout()),
-        )
-        await self.stop(gw, proc)
+        return System("reference", [gw, proc], watch, url=url)
 
-    async def hopline(self) -> None:
-        """Scenarios (a), (b), (c) and the optional profile against hopline."""
+    async def setup_hopline(self) -> tuple[System, list[procs.Proc]]:
+        """hopline's gateway (default settings) and ``--processors`` processors."""
         queue = f"bench.{self.run_id}"
         self.queues += [queue, f"{queue}.batch"]
-        common = ["--rabbitmq-url", self.url, "--input-queue", queue]
-        gw = await self.start(
-            "hopline-gateway",
-            [PY, "-m", "hopline", "gateway", "--host", "127.0.0.1", "--port", "0", *common],
-        )
-        match = await gw.wait_log(r"listening on ws://[^:]+:(\d+)/ws", 30)
-        port = int(match.group(1))
+        self.hopline_args = ["--rabbitmq-url", self.url, "--input-queue", queue]
         processors = [
-            await self.start(f"hopline-processor-{i}", [PY, "-m", "hopline", "processor", *common])
+            await self.start(
+                f"hopline-processor-{i}", [PY, "-m", "hopline", "processor", *self.hopline_args]
+            )
             for i in range(self.args.processors)
         ]
+        self.processor_watch = {f"processor-{i}": p.pid for i, p in enumerate(processors)}
+        return await self.setup_hopline_gateway("hopline"), processors
+
+    async def setup_hopline_gateway(self, key: str, persistent: bool = False) -> System:
+        """A hopline gateway on the run's input queue, ready and batching."""
+        extra = ["--persistent"] if persistent else []
+        gw = await self.start(
+            f"{key}-gateway",
+            [PY, "-m", "hopline", "gateway", "--host", "127.0.0.1", "--port", "0",
+             *extra, *self.hopline_args],
+        )  # fmt: skip
+        port = int((await gw.wait_log(r"listening on ws://[^:]+:(\d+)/ws", 30)).group(1))
         url = f"ws://127.0.0.1:{port}/ws"
         base = f"http://127.0.0.1:{port}"
 
         async def batching() -> bool:
             return json.loads(await http_get(f"{base}/health")).get("batching") is True
 
-        await until(batching, 30, "hopline batching to be active")
-        await until(lambda: round_trip(url, "ready", "ready world"), 30, "hopline to answer")
-        watch = {"gateway": gw.pid, "broker": self.broker_pid or 0}
-        watch |= {f"processor-{i}": p.pid for i, p in enumerate(processors)}
+        await until(batching, 30, f"{key} batching to be active")
+        await until(lambda: round_trip(url, "ready", "ready world"), 30, f"{key} to answer")
+        watch = {"gateway": gw.pid, "broker": self.broker_pid or 0, **self.processor_watch}
+        return System(key, [gw], watch, url=url, metrics_url=f"{base}/metrics")
 
-        log("hopline: closed loop")
-        before = await http_get(f"{base}/metrics")
-        result = await self.drive("hop-closed", self.closed_args(url), watch, self.timeout())
-        after = await http_get(f"{base}/metrics")
-        result["publish_batches"] = batch_stats(
-            *(parse_metrics(t, "hopline_publish_batch_requests") for t in (before, after))
-        )
-        result["gateway_round_trip"] = histogram_delta(
-            *(parse_metrics(t, "hopline_round_trip_seconds") for t in (before, after))
-        )
-        self.record("closed_hopline", result)
+    async def setup_echo(self) -> System:
+        """Ceiling: a bare websockets echo server."""
+        echo = await self.start("echo-server", [PY, str(BENCH / "echo_server.py"), "--port", "0"])
+        match = await echo.wait_log(r"listening on ws://[^:]+:(\d+)/ws", 30)
+        url = f"ws://127.0.0.1:{match.group(1)}/ws"
+        return System("echo", [echo], {"server": echo.pid}, url=url)
 
-        log("hopline: open loop")
-        self.record(
-            "open_hopline", await self.drive("hop-open", self.open_args(url), watch, self.timeout())
+    async def setup_amqp(self) -> System:
+        """Ceiling: a bare aio-pika RPC server (its client is started per window)."""
+        queue = f"bench.amqp.{self.run_id}"
+        self.queues.append(queue)
+        common = ["--rabbitmq-url", self.url, "--queue", queue, "--in-flight", "100"]
+        server = await self.start(
+            "amqp-server", [PY, str(BENCH / "amqp_rtt.py"), "server", *common]
         )
-        if self.args.profile:
-            await self.profile(url, gw, processors[0], watch)
-        if self.args.scale > 0:
-            log(f"hopline: scale, {self.args.scale:,} sockets")
-            self.record("scale_hopline", await self.scale(url, base, gw))
-        await self.stop(gw, *processors)
+        await server.wait_log("consuming", 30)
+        watch = {"server": server.pid, "broker": self.broker_pid or 0}
+        return System("amqp", [server], watch, amqp_args=common)
 
-    async def scale(self, url: str, base: str, gw: procs.Proc) -> dict[str, Any]:
+    # Driving
+
+    def argv(self, system: System, mode: str, duration: float) -> list[str]:
+        """The load process' command line for one window."""
+        timing = ["--duration", str(duration), "--warmup", str(self.args.warmup)]
+        if system.amqp_args:
+            return [PY, str(BENCH / "amqp_rtt.py"), "client", *system.amqp_args, *timing]
+        suffix = "" if system.key == "echo" else " world"
+        if mode == "closed":
+            load = ["--connections", "50", "--suffix", suffix]
+        else:
+            load = ["--connections", "100", "--rate", "500", "--suffix", suffix]
+        return [PY, str(BENCH / "driver.py"), mode, "--url", system.url, *load, *timing]
+
+    async def drive(self, system: System, mode: str, duration: float) -> dict[str, Any]:
+        """One measured window on ``system``; CPU of its processes sampled over the window."""
+        before = await http_get(system.metrics_url) if system.metrics_url else ""
+        driver = await self.start(
+            f"driver-{mode}-{system.key}", self.argv(system, mode, duration), pipe_stdio=True
+        )
+        cpu = CpuWatch({**system.watch, "driver": driver.pid})
+        result: dict[str, Any] | None = None
+        assert driver.process.stdout is not None
+        async with asyncio.timeout(duration + self.args.warmup + 90):
+            while line := await driver.process.stdout.readline():
+                event = json.loads(line)
+                if event["event"] == "window-start":
+                    cpu.begin()
+                elif event["event"] == "window-end":
+                    cpu.end()
+                elif event["event"] == "result":
+                    result = event
+                elif event["event"] == "failed":
+                    raise RuntimeError(f"driver on {system.key}: {event['error']}")
+            await driver.process.wait()
+        if result is None:
+            tail = driver.log_text()[-800:]
+            raise RuntimeError(f"driver on {system.key} gave no result; log:\n{tail}")
+        result.pop("event")
+        result["cpu_cores"] = cpu.cores
+        result["syscalls_and_switches"] = cpu.counts
+        if system.metrics_url:
+            after = await http_get(system.metrics_url)
+            result["publish_batches"] = batch_stats(
+                *(parse_metrics(t, "hopline_publish_batch_requests") for t in (before, after))
+            )
+            result["gateway_round_trip"] = histogram_delta(
+                *(parse_metrics(t, "hopline_round_trip_seconds") for t in (before, after))
+            )
+        return result
+
+    def record(self, key: str, result: dict[str, Any]) -> None:
+        """Keep a scenario's result and log a one-line summary."""
+        self.results[key] = result
+        log(
+            f"{key}: {result.get('throughput', 0):,.0f}/s p50 {result['p50_ms']:.2f} ms "
+            f"p99 {result['p99_ms']:.2f} ms sent {result['sent']} ok {result['ok']} "
+            f"cpu {result.get('cpu_cores')}"
+        )
+
+    async def scale(self, hop: System) -> dict[str, Any]:
         """Scenario (c): hold many sockets in one gateway, answer one request on each."""
+        gw = hop.procs[0]
+        url, base = hop.url, hop.metrics_url.removesuffix("/metrics")
         n, parts = self.args.scale, self.args.scale_drivers
         rss_base = procs.rss_kib(gw.pid)
         drivers = []
@@ -416,23 +466,22 @@ class Bench:
             "throughput": 0.0,
         }
 
-    async def profile(
-        self, url: str, gw: procs.Proc, processor: procs.Proc, watch: dict[str, int]
-    ) -> None:
-        """Scenario (a) again with py-spy sampling the gateway and one processor."""
+    async def profile(self, hop: System, processor: procs.Proc) -> None:
+        """Scenario (a) again on hopline with py-spy sampling the gateway and one processor."""
         spy = str(Path(PY).parent / "py-spy")
         seconds = int(self.args.duration + self.args.warmup)
         out_dir = self.args.json.parent if self.args.json else BENCH / "results"
+        out_dir.mkdir(parents=True, exist_ok=True)
         files = {}
         spies = []
-        for name, proc in (("gateway", gw), ("processor", processor)):
+        for name, proc in (("gateway", hop.procs[0]), ("processor", processor)):
             path = out_dir / f"profile-{name}.txt"
             files[name] = path
             argv = [spy, "record", "-f", "raw", "--nonblocking", "-r", "200", "-d", str(seconds),
                     "-p", str(proc.pid), "-o", str(path)]  # fmt: skip
             spies.append(await self.start(f"py-spy-{name}", argv))
         log("hopline: closed loop under py-spy")
-        result = await self.drive("hop-profile", self.closed_args(url), watch, self.timeout())
+        result = await self.drive(hop, "closed", self.args.duration)
         for s in spies:
             async with asyncio.timeout(60):
                 await s.process.wait()
@@ -442,54 +491,6 @@ class Bench:
                 summary[name] = report.collapse_profile(path.read_text().splitlines(), top=25)
         result["profile"] = summary
         self.record("profile_hopline", result)
-
-    async def ceilings(self) -> None:
-        """Scenario (d): bare websockets echo and bare aio-pika RPC."""
-        echo = await self.start("echo-server", [PY, str(BENCH / "echo_server.py"), "--port", "0"])
-        match = await echo.wait_log(r"listening on ws://[^:]+:(\d+)/ws", 30)
-        url = f"ws://127.0.0.1:{match.group(1)}/ws"
-        log("ceiling: websockets echo")
-        self.record(
-            "ceiling_echo",
-            await self.drive(
-                "echo", self.closed_args(url, suffix=""), {"server": echo.pid}, self.timeout()
-            ),
-        )
-        await self.stop(echo)
-
-        queue = f"bench.amqp.{self.run_id}"
-        self.queues.append(queue)
-        common = ["--rabbitmq-url", self.url, "--queue", queue, "--in-flight", "100"]
-        server = await self.start(
-            "amqp-server", [PY, str(BENCH / "amqp_rtt.py"), "server", *common]
-        )
-        await server.wait_log("consuming", 30)
-        log("ceiling: aio-pika round trips")
-        client = await self.start(
-            "amqp-client",
-            [PY, str(BENCH / "amqp_rtt.py"), "client", *common,
-             "--duration", str(self.args.duration), "--warmup", str(self.args.warmup)],
-            pipe_stdio=True,
-        )  # fmt: skip
-        watch = {"server": server.pid, "client": client.pid, "broker": self.broker_pid or 0}
-        cpu = CpuWatch(watch)
-        result = None
-        assert client.process.stdout is not None
-        async with asyncio.timeout(self.timeout()):
-            while line := await client.process.stdout.readline():
-                event = json.loads(line)
-                if event["event"] == "window-start":
-                    cpu.begin()
-                elif event["event"] == "window-end":
-                    cpu.end()
-                elif event["event"] == "result":
-                    result = event
-        if result is None:
-            raise RuntimeError(f"amqp client gave no result; log:\n{client.log_text()[-800:]}")
-        result.pop("event")
-        result["cpu_cores"] = cpu.cores
-        self.record("ceiling_amqp", result)
-        await self.stop(server)
 
 
 def batch_stats(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
@@ -548,8 +549,7 @@ async def main_async(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="hopline-bench-") as tmp:
         bench = Bench(args, Path(tmp))
         try:
-            for step in args.only or ["reference", "hopline", "ceilings"]:
-                await getattr(bench, step)()
+            await bench.run()
         except (RuntimeError, TimeoutError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 3
@@ -564,7 +564,13 @@ async def main_async(args: argparse.Namespace) -> int:
     table = report.markdown_table(measured, goals)
     print(table)
     print()
-    for key in ("closed_reference", "closed_hopline", "ceiling_echo", "ceiling_amqp"):
+    for key in (
+        "closed_reference",
+        "closed_hopline",
+        "closed_hopline_persistent",
+        "ceiling_echo",
+        "ceiling_amqp",
+    ):
         if key in results:
             r = results[key]
             r["per_request"] = report.per_request(r)
@@ -582,6 +588,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "machine": info,
         "settings": {
             "duration_s": args.duration,
+            "rounds": args.rounds,
             "warmup_s": args.warmup,
             "hopline_processors": args.processors,
             "scale_connections": args.scale,
@@ -634,13 +641,22 @@ def main() -> None:
         "--scale-concurrency", type=int, default=64, help="handshakes in flight per driver [64]"
     )
     parser.add_argument("--profile", action="store_true", help="also run (a) under py-spy")
-    parser.add_argument("--only", nargs="+", choices=["reference", "hopline", "ceilings"])
+    parser.add_argument(
+        "--no-persistent-row",
+        dest="persistent_row",
+        action="store_false",
+        help="skip (a) through a hopline gateway started with --persistent",
+    )
+    parser.add_argument(
+        "--rounds", type=int, help="slices per system, interleaved, per scenario [2; quick 1]"
+    )
     parser.add_argument(
         "--keep-logs", action="store_true", help="copy process logs next to the JSON"
     )
     args = parser.parse_args()
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    args.rounds = args.rounds or (1 if args.quick else 2)
     args.scale = args.scale if args.scale is not None else (2000 if args.quick else 10000)
     os.chdir(ROOT)
     sys.exit(asyncio.run(main_async(args)))
