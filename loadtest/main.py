@@ -72,7 +72,7 @@ def execute(settings: LoadSettings, slos: list[SLO], json_path: str | None, *, q
     0: ran and every SLO held; 1: an SLO was missed; 4: no connection could be
     made (the JSON report is still written).
     """
-    err = Console(stderr=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     mode: Mode = "quiet" if quiet else ("live" if err.is_terminal else "plain")
     try:
         with Progress(settings, mode, err) as progress:
@@ -88,7 +88,10 @@ def execute(settings: LoadSettings, slos: list[SLO], json_path: str | None, *, q
     if json_path:
         write_json(json_path, report)
     if json_path != "-":
-        render(report, Console(file=sys.stdout, highlight=False))
+        out = Console(file=sys.stdout, highlight=False)
+        if not out.is_terminal:
+            out.width = max(out.width, 120)
+        render(report, out)
     if not result.connected:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(result.connect_failures.items()))
         exits.fail(f"no connection could be made to {settings.url} ({reasons})", code)

@@ -7,6 +7,7 @@ rate and p99 of the latest second, and errors. ``quiet`` shows nothing.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Literal
 
@@ -57,10 +58,10 @@ class Progress:
             self._last_plain = now
             self.console.print(self.line(agg), highlight=False, markup=False)
         elif self._live is not None:
-            self._live.update(Text(self.line(agg)))
+            self._live.update(Text(self.line(agg, compact=True), no_wrap=True, overflow="ellipsis"))
 
-    def line(self, agg: Aggregate) -> str:
-        """One line describing the run so far."""
+    def line(self, agg: Aggregate, *, compact: bool = False) -> str:
+        """One line describing the run so far (``compact`` for the live display)."""
         s = self.settings
         latest = agg.latest()
         second = latest.second if latest is not None else -1
@@ -68,7 +69,7 @@ class Progress:
         if second < 0:
             phase = f"ramp-up {s.ramp_up:g}s"
         elif s.duration is not None:
-            phase = f"{second + 1}s/{s.duration:g}s"
+            phase = f"{min(second + 1, math.ceil(s.duration))}s/{s.duration:g}s"
         else:
             phase = f"{second + 1}s, {c['sent']}/{s.requests} requests"
         replies = c["ok"] + c["mismatch"] + c["error"]
@@ -78,6 +79,11 @@ class Progress:
             rate = f"{lc['ok'] + lc['mismatch'] + lc['error']}/s"
             p99_ms = latency_summary(latest.hist)["p99"]
             p99 = "-" if p99_ms is None else f"{p99_ms:.1f} ms"
+        if compact:
+            return (
+                f"{phase}  conns {agg.open_connections}/{s.connections}  sent {c['sent']}  "
+                f"recv {replies}  {rate}  p99 {p99}  errors {agg.errors}"
+            )
         return (
             f"loadtest {phase} · conns {agg.open_connections}/{s.connections} · "
             f"sent {c['sent']} · recv {replies} · rate {rate} · p99 {p99} · errors {agg.errors}"

@@ -168,7 +168,8 @@ def render(report: dict[str, Any], console: Console) -> None:
         f"hopline loadtest: {s['url']} ({s['protocol']}), {s['connections']} connections, "
         f"{model}, {report['elapsed_s']:.1f} s"
     )
-    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    console.print(title, style="bold", markup=False)
+    table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
     sent = req["sent"]

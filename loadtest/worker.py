@@ -186,7 +186,7 @@ class Worker:
         if attempts:
             await asyncio.gather(*attempts, return_exceptions=True)
 
-    async def _open(self, index: int) -> None:
+    async def _open(self, index: int, reconnect: bool = False) -> None:
         uri = self.uri
         started = _now()
         conn = Connection(self, index, uri, self.codec)
@@ -198,7 +198,7 @@ class Worker:
             conn.abort()
             reason = connection_failure_reason(exc)
             self.connect_failures[reason] = self.connect_failures.get(reason, 0) + 1
-            if self.opened and self.sending:  # a reconnect that failed: try again later
+            if reconnect and self.sending:  # the server dropped it: keep trying while loading
                 self.loop.call_later(RECONNECT_DELAY, self._reconnect, index)
             return
         if self._closing_all:
@@ -216,7 +216,7 @@ class Worker:
     def _reconnect(self, index: int) -> None:
         if self.sending:
             self.reconnects += 1
-            self._spawn(self._open(index))
+            self._spawn(self._open(index, reconnect=True))
 
     def on_lost(self, conn: Connection, exc: Exception | None) -> None:
         """A connection closed: forget it, and reopen it while the load runs."""
