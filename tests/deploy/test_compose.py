@@ -134,3 +134,11 @@ def test_every_cli_command_in_compose_is_a_hopline_command() -> None:
     commands = main.list_commands(ctx)
     for name in HOPLINE_SERVICES:
         assert SERVICES[name]["command"][0] in commands
+
+
+@pytest.mark.parametrize("name", HOPLINE_SERVICES)
+def test_hopline_services_run_read_only_without_capabilities(name: str) -> None:
+    """Read-only root filesystem, no capabilities, no privilege escalation."""
+    service = SERVICES[name]
+    assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in service["security_opt"]
