@@ -97,6 +97,12 @@ def test_services_wait_for_a_healthy_broker(name: str) -> None:
     assert SERVICES[name]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
 
 
+def test_down_stops_the_gateway_before_the_processors_and_the_broker_last() -> None:
+    """Compose stops dependents first: gateway drains while processors still reply."""
+    assert "processor" in SERVICES["gateway"]["depends_on"]
+    assert "gateway" not in SERVICES["processor"].get("depends_on", {})
+
+
 def test_gateway_publishes_port_8000_and_checks_health_on_its_own_port() -> None:
     """Port 8000 is published and the healthcheck fetches /health on HOPLINE_PORT."""
     gateway = SERVICES["gateway"]
