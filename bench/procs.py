@@ -68,12 +68,15 @@ def counters(pid: int) -> dict[str, int]:
 
     ``syscr``/``syscw`` count read-like and write-like syscalls (/proc/<pid>/io);
     ``vcs``/``ivcs`` voluntary and involuntary (preempted) context switches;
-    ``runq_us``: microseconds its main thread spent runnable but waiting for a CPU
+    ``runq_us``: microseconds its threads spent runnable but waiting for a CPU
     (/proc/<pid>/schedstat). Empty when the process is gone or not readable.
     """
     out: dict[str, int] = {}
     try:
-        out["runq_us"] = int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) // 1000
+        out["runq_us"] = sum(
+            int((task / "schedstat").read_text().split()[1]) // 1000
+            for task in Path(f"/proc/{pid}/task").iterdir()
+        )
         for line in Path(f"/proc/{pid}/io").read_text().splitlines():
             key, _, value = line.partition(":")
             if key in ("syscr", "syscw"):

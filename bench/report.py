@@ -148,7 +148,7 @@ def per_request(r: dict[str, Any]) -> dict[str, dict[str, float]]:
     """CPU microseconds and syscalls per answered request, per process, over the window.
 
     ``runq_wait_per_s_ms`` is not per request: milliseconds per second the process'
-    main thread was ready to run but waited for a CPU (scheduler contention).
+    threads were ready to run but waited for a CPU (scheduler contention).
     """
     thr = r.get("throughput") or 0.0
     if not thr:
