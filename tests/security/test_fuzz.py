@@ -11,15 +11,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import jwt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.protocol import State
 
+from gateway.security import normalize_origin
 from gateway.server import Gateway
 from tests.conftest import Stack, http_url, ws_url
 from tests.helpers import http_get
@@ -57,6 +60,28 @@ async def live(stack: Stack, caplog: pytest.LogCaptureFixture) -> AsyncIterator[
         yield Live(gw, bystander, caplog)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+@pytest.fixture
+async def guarded(stack: Stack, caplog: pytest.LogCaptureFixture) -> AsyncIterator[Live]:
+    """Like ``live``, with authentication and an origin allow-list switched on."""
+    caplog.set_level(logging.WARNING)
+    gw = await stack.gateway(
+        token_secret=SECRET, allowed_origins=frozenset({"https://app.example"})
+    )
+    await stack.processor("echo")
+    headers = {"Authorization": f"Bearer {_token()}"}
+    async with connect(ws_url(gw), additional_headers=headers) as bystander:
+        yield Live(gw, bystander, caplog)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+SECRET = "fuzzing-secret-that-is-long-enough-for-hs256"
+
+
+def _token(**claims: object) -> str:
+    return jwt.encode({"exp": int(time.time()) + 300, **claims}, SECRET, "HS256")
 
 
 json_values = st.recursive(
@@ -177,3 +202,65 @@ async def test_random_http_requests_get_an_answer_or_a_close(live: Live, request
     with contextlib.suppress(ConnectionError):
         await writer.wait_closed()
     await live.still_healthy()
+
+
+header_text = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=80
+)
+authorizations = st.one_of(
+    st.none(),
+    header_text,
+    st.builds(lambda t: f"Bearer {t}", header_text),
+    st.builds(lambda: f"Bearer {_token()}"),
+    st.builds(lambda t: f"Bearer {_token()[:-3]}{t}", header_text),
+)
+origins = st.one_of(
+    st.none(), header_text, st.sampled_from(["https://app.example", "null", "https://evil"])
+)
+protocols = st.one_of(
+    st.none(),
+    header_text,
+    st.builds(lambda t: f"hopline.v1, hopline.token.{t}", header_text),
+    st.builds(lambda: f"hopline.plain, hopline.token.{_token()}"),
+)
+
+
+@FUZZ
+@given(authorization=authorizations, origin=origins, protocol=protocols)
+async def test_random_admission_headers_get_a_clean_verdict(
+    guarded: Live, authorization: str | None, origin: str | None, protocol: str | None
+) -> None:
+    """Random Authorization, Origin and subprotocol headers: 101, 400, 401 or 403, no crash."""
+    lines = [
+        "GET /ws HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+    ]
+    for name, value in (
+        ("Authorization", authorization),
+        ("Origin", origin),
+        ("Sec-WebSocket-Protocol", protocol),
+    ):
+        if value is not None:
+            lines.append(f"{name}: {value}")
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded.gw.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(5):
+            status_line = await reader.readline()
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    if status_line:  # websockets may drop a request it cannot parse at all
+        status = int(status_line.split()[1])
+        assert status in (101, 400, 401, 403), status_line
+        if status == 101:
+            assert authorization is not None or (protocol and "hopline.token." in protocol)
+            assert origin is None or normalize_origin(origin) == "https://app.example"
+    await guarded.still_healthy()
