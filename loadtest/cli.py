@@ -197,7 +197,7 @@ def loadtest(ctx: click.Context, **kw: Any) -> None:
     from when it was scheduled, so a stall shows in the percentiles.
 
     Exit codes: 0 ok, 1 an --slo was missed, 2 usage error, 4 no connection
-    could be made.
+    could be made, 130 stopped early by Ctrl-C (report still written).
     """
     from loadtest.main import execute, settings_from_options
 

@@ -15,7 +15,9 @@ from loadtest.report import build_report, render, slo_metrics, write_json
 from loadtest.runner import LoadSettings, RunError, run
 from loadtest.slo import SLO, check
 
-__all__ = ["execute", "settings_from_options"]
+__all__ = ["INTERRUPTED", "execute", "settings_from_options"]
+
+INTERRUPTED = 130  # Ctrl-C stopped the run early (the report is still printed and written)
 
 
 def settings_from_options(kw: Mapping[str, Any], explicit: set[str]) -> LoadSettings:
@@ -70,7 +72,7 @@ def execute(settings: LoadSettings, slos: list[SLO], json_path: str | None, *, q
     """Run, show progress, print the report, write JSON; return the exit code.
 
     0: ran and every SLO held; 1: an SLO was missed; 4: no connection could be
-    made (the JSON report is still written).
+    made (the JSON report is still written); 130: stopped early by Ctrl-C.
     """
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     mode: Mode = "quiet" if quiet else ("live" if err.is_terminal else "plain")
@@ -81,7 +83,7 @@ def execute(settings: LoadSettings, slos: list[SLO], json_path: str | None, *, q
         exits.fail(str(exc), exits.STARTUP_FAILURE)
     results = check(slos, slo_metrics(result))
     missed = [r for r in results if not r.passed]
-    code = exits.FAILED if missed else exits.OK
+    code = exits.FAILED if missed else (INTERRUPTED if result.interrupted else exits.OK)
     if not result.connected:
         code = exits.NO_CONNECTION
     report = build_report(result, results, code)

@@ -8,7 +8,7 @@ unless the key says ``_s``; latency keys are ``null`` when there was no reply::
       "version": "<hopline version>",
       "started_at": "2026-11-30T21:00:00Z",       # wall clock, UTC
       "result": "pass" | "fail" | "no_connection",
-      "exit_code": 0 | 1 | 4,
+      "exit_code": 0 | 1 | 4 | 130,
       "interrupted": false,                         # stopped early with Ctrl-C
       "settings": {"url", "protocol", "model": "closed"|"open", "connections", "procs",
                    "in_flight", "think_s", "rate", "duration_s", "ramp_up_s", "requests",
@@ -82,7 +82,9 @@ def build_report(result: RunResult, slos: list[SLOResult], exit_code: int) -> di
     settings = result.settings
     failed = sum(result.connect_failures.values())
     started = datetime.datetime.fromtimestamp(result.started_at, datetime.UTC)
-    outcome = "no_connection" if not result.connected else ("pass" if exit_code == 0 else "fail")
+    outcome = "pass" if exit_code == 0 else "fail"
+    if not result.connected:
+        outcome = "no_connection"
 
     def per_s(n: int) -> float:
         return round(n / elapsed, 1) if elapsed > 0 else 0.0
