@@ -116,7 +116,7 @@ class HoplineApp(App[None]):
     def on_mount(self) -> None:
         self.input.focus()
         self._show_status()
-        self.set_interval(TICK, self._tick)
+        self.set_interval(TICK, self.refresh_all)
         if self.live:
             self.run_worker(self.client.run(), name="connection", exclusive=True, group="io")
             self.run_worker(self.client.poll_stats(), name="stats", group="io")
@@ -189,7 +189,7 @@ class HoplineApp(App[None]):
                 message.generation + 1,
                 self.clock(),
                 self.wall(),
-                f"no reply before the connection ended ({message.reason or 'closed'})",
+                f"connection lost: {message.reason or 'closed'}",
             )
         for entry in lost:
             self._changed(entry)
@@ -245,7 +245,8 @@ class HoplineApp(App[None]):
         self._show_latency()
         self._show_status()
 
-    def _tick(self) -> None:
+    def refresh_all(self) -> None:
+        """Re-render the status, latency and stats panels (ages, countdowns, rates move)."""
         self._show_latency()
         self._show_status()
         self._show_stats()

@@ -39,31 +39,32 @@ def _exchange_outcome(text: _Parts, entry: Exchange) -> None:
     stamp = entry.received_wall.strftime("%H:%M:%S ") if entry.received_wall else PAD
     text.append(stamp, style="dim")
     if entry.error_code is not None:
-        text.append("✗ ", style="bold $text-error")
-        text.append(entry.error_code, style="bold reverse $text-error")
-        text.append(f" {entry.error_message}", style="$text-error")
+        text.append("\u2717 ", style="bold $text-error")
+        text.append(f" {entry.error_code} ", style="bold reverse $text-error")
+        text.append(f"  {fmt_duration(entry.rtt)}", style="$text-accent")
+        if entry.error_message:
+            text.append("\n" + PAD)
+            text.append(entry.error_message, style="$text-error")
     elif entry.reply is not None:
         text.append(f"{RECEIVED} ", style="bold $text-success")
         text.append(entry.reply)
+        text.append(f"  {fmt_duration(entry.rtt)}", style="$text-accent")
     else:
-        text.append(f"{RECEIVED} …waiting", style="dim italic")
-        return
-    text.append(f"  {fmt_duration(entry.rtt)}", style="$text-accent")
+        text.append(f"{RECEIVED} \u2026waiting", style="dim italic")
 
 
 def _burst_outcome(text: _Parts, entry: Burst) -> None:
     text.append(PAD)
-    answered = entry.ok + entry.failed
     style = "$text-error" if entry.failed else "$text-success"
     text.append(f"{RECEIVED} ", style=f"bold {style}")
-    text.append(f"{entry.ok}/{entry.count} ok")
+    text.append(f"{entry.ok} ok")
     for code, n in sorted(entry.errors.items()):
         text.append(" · ")
         text.append(f"{n} {code}", style="bold $text-error")
     if entry.finished_at is not None:
-        text.append(f" in {fmt_duration(entry.finished_at - entry.sent_at)}", style="$text-accent")
-    elif answered < entry.count:
-        text.append(" …", style="dim")
+        text.append(f" · {fmt_duration(entry.finished_at - entry.sent_at)}", style="$text-accent")
+    else:
+        text.append(f" · {len(entry.pending)} left\u2026", style="dim")
     if entry.rtts:
         rtts = sorted(entry.rtts)
         text.append("\n" + PAD)
@@ -114,7 +115,10 @@ class ChatLog(VerticalScroll):
         """Re-render the view of ``entry`` (ignored if it was dropped)."""
         view = self._views.get(id(entry))
         if view is not None:
+            follow = self.is_vertical_scroll_end
             view.refresh_entry()
+            if follow:
+                self.call_after_refresh(self.scroll_end, animate=False)
 
     def drop_entries(self, entries: list[Entry]) -> None:
         """Remove the views of entries the conversation no longer keeps."""

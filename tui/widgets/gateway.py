@@ -27,7 +27,7 @@ def gateway_lines(stats: GatewayStats | None) -> Content:
     if not errors:
         parts.append("none", "dim")
     for index, (code, n) in enumerate(errors):
-        parts.append(" " if index else "")
+        parts.append(" · " if index else "", "dim")
         parts.append(f"{fmt_count(n)} {code}", "$text-error")
     return parts.content()
 
