@@ -22,6 +22,7 @@ Error codes are the members of :class:`ErrorCode`.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -85,24 +86,33 @@ class ProtocolError(ValueError):
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity: Python accepts them, JSON doesn't
+
+
+_loads = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
 def decode_envelope(frame: str | bytes) -> Envelope:
     """Decode one ``hopline.v1`` request frame.
 
     Raises:
-        ProtocolError: the frame is binary, not JSON, not an object, or lacks a
-            string ``data`` or a string/number ``id``.
+        ProtocolError: the frame is binary, not JSON (``NaN``/``Infinity`` included),
+            not an object, or lacks a string ``data`` or a string/finite-number ``id``.
     """
     if isinstance(frame, bytes):
         raise ProtocolError("hopline.v1 expects text frames holding JSON envelopes")
     try:
-        obj: Any = json.loads(frame)
+        obj: Any = _loads(frame)
     except ValueError:
         raise ProtocolError("frame is not valid JSON") from None
     if not isinstance(obj, dict):
         raise ProtocolError("envelope must be a JSON object")
     client_id = obj.get("id")
     if client_id is not None and (
-        isinstance(client_id, bool) or not isinstance(client_id, str | int | float)
+        isinstance(client_id, bool)
+        or not isinstance(client_id, str | int | float)
+        or (isinstance(client_id, float) and not math.isfinite(client_id))
     ):
         raise ProtocolError("'id' must be a string or a number")
     if "id" not in obj:

@@ -120,6 +120,9 @@ async def test_malformed_envelopes_get_bad_request_and_the_socket_stays_usable(
         json.dumps({"id": 2, "data": 3}),
         json.dumps({"id": {"nested": 1}, "data": "x"}),
         json.dumps({"id": True, "data": "x"}),
+        '{"id": NaN, "data": "x"}',  # Python's json accepts these; JSON (and browsers) don't
+        '{"id": -Infinity, "data": "x"}',
+        '{"id": 1e999, "data": "x"}',  # overflows to infinity
         b'{"id": 9, "data": "binary"}',
     ]
     async with connect(ws_url(gw), subprotocols=["hopline.v1"]) as ws:
