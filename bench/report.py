@@ -184,6 +184,7 @@ ROWS = [
     ("open_reference", "b. open loop 500/s, 100 conns", "reference"),
     ("open_hopline", "b. open loop 500/s, 100 conns", "hopline"),
     ("scale_hopline", "c. 1 request on each socket", "hopline"),
+    ("scale_echo", "c. 1 request on each socket", "bare websockets echo"),
     ("ceiling_echo", "d. ceiling, 50 conns", "bare websockets echo"),
     ("ceiling_amqp", "d. ceiling, 100 in flight", "bare aio-pika RPC"),
 ]
@@ -199,9 +200,12 @@ def markdown_table(s: dict[str, dict[str, Any]], goals: dict[str, dict[str, Any]
         r = s.get(key)
         if r is None:
             continue
-        if key == "scale_hopline":
-            system = f"hopline, {r['ok']:,} sockets"
-        thr = "-" if key == "scale_hopline" else f"{r['throughput']:,.0f}"
+        if key.startswith("scale_"):
+            system = (
+                f"{system}, {r['ok']:,} sockets, {r['accept_rate']:,.0f} accepts/s, "
+                f"{r['rss_per_connection_kib']:.1f} KiB/socket"
+            )
+        thr = "-" if key.startswith("scale_") else f"{r['throughput']:,.0f}"
         counts = (
             f"{r['sent']:,} = {r['ok']:,}" if r["ok"] == r["sent"] else f"{r['sent']} != {r['ok']}"
         )

@@ -231,8 +231,12 @@ class Bench:
         # what else the machine does affects every system alike.
         await self.interleaved("closed", [*systems, echo, amqp])
         await self.interleaved("open", [ref, hop])
-        for s in (ref, echo, amqp, *systems[2:]):
+        for s in (ref, amqp, *systems[2:]):
             await self.stop(*s.procs)
+        if a.scale > 0:
+            log(f"bare websockets echo: scale, {a.scale:,} sockets")
+            self.record("scale_echo", await self.scale(echo))
+        await self.stop(*echo.procs)
         if a.profile:
             await self.profile(hop, processors[0])
         if a.scale > 0:
@@ -386,10 +390,11 @@ class Bench:
             f"cpu {result.get('cpu_cores')}"
         )
 
-    async def scale(self, hop: System) -> dict[str, Any]:
-        """Scenario (c): hold many sockets in one gateway, answer one request on each."""
-        gw = hop.procs[0]
-        url, base = hop.url, hop.metrics_url.removesuffix("/metrics")
+    async def scale(self, system: System) -> dict[str, Any]:
+        """Scenario (c): hold many sockets in one server, answer one request on each."""
+        gw = system.procs[0]
+        url = system.url
+        suffix = "" if system.key == "echo" else " world"
         n, parts = self.args.scale, self.args.scale_drivers
         rss_base = procs.rss_kib(gw.pid)
         drivers = []
@@ -399,8 +404,11 @@ class Bench:
             argv = [
                 PY, str(BENCH / "driver.py"), "hold", "--url", url, "--connections", str(count),
                 "--offset", str(offset), "--concurrency", str(self.args.scale_concurrency),
+                "--suffix", suffix,
             ]  # fmt: skip
-            drivers.append(await self.start(f"driver-scale-{i}", argv, pipe_stdio=True))
+            drivers.append(
+                await self.start(f"driver-scale-{system.key}-{i}", argv, pipe_stdio=True)
+            )
 
         async def next_event(p: procs.Proc) -> dict[str, Any]:
             assert p.process.stdout is not None
@@ -412,14 +420,17 @@ class Bench:
                 raise RuntimeError(f"{p.name}: {event['error']}")
             return event
 
-        cpu = CpuWatch({"gateway": gw.pid} | {p.name: p.pid for p in drivers})
+        cpu = CpuWatch({"server": gw.pid} | {p.name: p.pid for p in drivers})
         async with asyncio.timeout(300):
             cpu.begin()
             overflows = procs.listen_overflows()
             opened = await asyncio.gather(*(next_event(p) for p in drivers))
             overflows = procs.listen_overflows() - overflows
             cpu.end()
-            health = json.loads(await http_get(f"{base}/health"))
+            active = None
+            if system.metrics_url:
+                base = system.metrics_url.removesuffix("/metrics")
+                active = json.loads(await http_get(f"{base}/health")).get("active_websockets")
             rss_idle = procs.rss_kib(gw.pid)
             for p in drivers:
                 assert p.process.stdin is not None
@@ -443,7 +454,7 @@ class Bench:
             "connections": total,
             "driver_processes": parts,
             "handshakes_in_flight_per_driver": self.args.scale_concurrency,
-            "gateway_active_websockets": health.get("active_websockets"),
+            "server_active_websockets": active,
             "open_seconds": round(t_last - t_first, 3),
             "accept_rate": round(total / (t_last - t_first), 1),
             "handshake_p99_ms": max(e["handshake_p99_ms"] for e in opened),
