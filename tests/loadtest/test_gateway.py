@@ -69,3 +69,13 @@ async def test_processor_errors_are_counted_and_fail_the_slo(stack: Stack, tmp_p
     assert data["requests"]["error"] == 20
     assert data["error_codes"] == {"processor_error": 20}
     assert data["result"] == "fail"
+
+
+async def test_failed_handshakes_are_reported_by_reason(stack: Stack, tmp_path: Path) -> None:
+    """A wrong path fails every handshake: exit 4, and the report counts 'HTTP 404'."""
+    gw = await stack.gateway()
+    url = ws_url(gw).replace("/ws", "/nope")
+    code, data, err = await loadtest(tmp_path, "--url", url, "-c", "3", "-n", "3")
+    assert code == 4
+    assert "HTTP 404: 3" in err
+    assert data["connections"]["failures"] == {"HTTP 404": 3}

@@ -134,3 +134,12 @@ def test_no_server_means_no_connection() -> None:
     assert not result.connected
     assert result.connect_failures == {"refused": 3}
     assert result.aggregate.counters["sent"] == 0
+
+
+def test_think_time_paces_a_closed_loop() -> None:
+    """--think spaces the requests of a connection; latency excludes the pause."""
+    with EchoServer() as server:
+        result = load(server, connections=2, think=0.1, duration=1.0)
+    sent = result.aggregate.counters["sent"]
+    assert 10 <= sent <= 22  # about 2 connections x 10 requests
+    assert latency_summary(result.aggregate.total)["p50"] < 100
