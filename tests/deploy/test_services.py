@@ -45,7 +45,7 @@ async def test_gateway_healthcheck_fails_when_nothing_answers(local_compose: Loc
 
 
 async def test_gateway_drains_an_in_flight_request_on_sigterm(local_compose: LocalCompose) -> None:
-    """SIGTERM with a request in flight: unhealthy at once, the reply still arrives, exit 0."""
+    """SIGTERM mid-request: unhealthy at once, the reply still arrives, then 1001 and exit 0."""
     gateway = await local_compose.start("gateway")
     await local_compose.wait_healthy()
     health_url = f"http://127.0.0.1:{local_compose.port}/health"
@@ -65,7 +65,10 @@ async def test_gateway_drains_an_in_flight_request_on_sigterm(local_compose: Loc
         assert gateway.returncode is None, "the gateway must wait for its in-flight request"
         await local_compose.start("processor")
         assert await ws.recv() == "hello world"
-        assert await stopped == 0, local_compose.log("gateway")
+        async with asyncio.timeout(STOP_TIMEOUT):  # idle now: closes its sockets and exits
+            assert await stopped == 0, local_compose.log("gateway")
+            await ws.wait_closed()
+        assert ws.close_code == 1001  # going away
 
 
 def test_rabbitmq_healthcheck_command_passes_against_the_local_broker(rabbitmq_url: str) -> None:
