@@ -44,7 +44,7 @@ from yarl import URL
 from gateway.batch import BATCH_CONTENT_TYPE, BatchFormatError, ItemError, decode_replies
 from gateway.batch import encode_requests as encode_batch
 from gateway.config import GatewaySettings
-from gateway.liveness import is_blocked
+from gateway.liveness import Watchdog, heartbeat_of, is_blocked
 from gateway.management import ManagementError, fetch_queues
 from gateway.metrics import GatewayMetrics
 from gateway.protocol import ErrorCode
@@ -132,6 +132,7 @@ class Broker:
         self._deadline_wakeup = asyncio.Event()
         self._closing = False
         self._idle: asyncio.Event | None = None
+        self._watchdogs: list[Watchdog] = []
 
     # Lifecycle
 
@@ -169,6 +170,14 @@ class Broker:
         await self.sample_queues()
         self._spawn(self._monitor_loop())
         self._spawn(self._deadline_loop())
+        heartbeat = heartbeat_of(url)
+        if heartbeat > 0:  # notice a silent (partitioned) connection within ~2 heartbeats
+            self._watchdogs = [
+                Watchdog(self._publish_conn, heartbeat, "publish"),
+                Watchdog(self._consume_conn, heartbeat, "consume"),
+            ]
+            for watchdog in self._watchdogs:
+                self._spawn(watchdog.run())
         log.info(
             "connected to %s, reply queue %s, batching %s",
             redact_url(url),
@@ -201,11 +210,11 @@ class Broker:
 
     @property
     def connected(self) -> bool:
-        """Whether both connections are up right now."""
+        """Whether both connections are up right now (and answer, see gateway.liveness)."""
         return all(
             conn is not None and not conn.is_closed and conn.connected.is_set()
             for conn in (self._publish_conn, self._consume_conn)
-        )
+        ) and not any(watchdog.silent for watchdog in self._watchdogs)
 
     async def wait_idle(self) -> None:
         """Return once no request is pending."""

@@ -30,6 +30,7 @@ class Ledger:
     outcomes: dict[str, list[str]] = field(default_factory=dict)  # id -> ["reply"|code, ...]
     wrong: list[str] = field(default_factory=list)  # replies whose data is not the expected one
     close_codes: Counter[int | None] = field(default_factory=Counter)
+    latency: dict[str, float] = field(default_factory=dict)  # id -> s from send to first answer
 
     def record(self, client_id: str, outcome: str) -> None:
         self.outcomes.setdefault(client_id, []).append(outcome)
@@ -50,6 +51,10 @@ class Ledger:
     @property
     def lost(self) -> int:
         return sum(1 for i in self.sent if not self.outcomes.get(i))
+
+    @property
+    def max_latency(self) -> float:
+        return max(self.latency.values(), default=0.0)
 
     @property
     def duplicated(self) -> int:
@@ -99,6 +104,8 @@ async def drive(
     async with connect(url, subprotocols=["hopline.v1"]) as ws:
         slots = asyncio.Semaphore(window)
         unanswered: set[str] = set()
+        loop = asyncio.get_running_loop()
+        sent_at: dict[str, float] = {}
         all_answered = asyncio.Event()
         all_answered.set()
 
@@ -107,6 +114,8 @@ async def drive(
                 async for frame in ws:
                     obj = json.loads(frame)
                     cid = obj["id"]
+                    if cid in sent_at:
+                        ledger.latency.setdefault(cid, loop.time() - sent_at[cid])
                     if "error" in obj:
                         ledger.record(cid, obj["error"]["code"])
                     else:
@@ -133,6 +142,7 @@ async def drive(
                 ledger.sent.append(cid)
                 unanswered.add(cid)
                 all_answered.clear()
+                sent_at[cid] = loop.time()
                 try:
                     await ws.send(json.dumps({"id": cid, "data": payload(cid)}))
                 except ConnectionClosed:  # never left: not a request

@@ -7,7 +7,7 @@ Usage::
     proxy.cut()                    # a silent partition: nothing flows, sockets stay open
     proxy.restore()                # traffic flows again (held bytes included)
     proxy.hold_downstream()        # target -> client stops; client -> target still flows
-    proxy.slow(0.2)                # every chunk waits 0.2 s before it is forwarded
+    proxy.slow(0.2)                # every chunk arrives 0.2 s later (a long link)
     proxy.links[1].hold_downstream()   # the same, for the second connection accepted only
     await proxy.close()
 
@@ -54,7 +54,8 @@ class TCPProxy:
         self._up = True  # state given to new links
         self._down = True
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._handlers: set[asyncio.Task[None]] = set()  # one per accepted connection
         self._writers: set[asyncio.StreamWriter] = set()
 
     @property
@@ -88,7 +89,7 @@ class TCPProxy:
             link.restore()
 
     def slow(self, delay: float) -> None:
-        """Delay every forwarded chunk by ``delay`` seconds (in order, so throughput drops too)."""
+        """Deliver every chunk read from now on ``delay`` seconds later (order is kept)."""
         self.delay = delay
 
     def reset(self) -> None:
@@ -101,19 +102,23 @@ class TCPProxy:
         if self._server is not None:
             self._server.close()
         self.reset()
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self._handlers]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._handlers, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
         link = Link(self._up, self._down)
         self.links.append(link)
         try:
             target_r, target_w = await asyncio.open_connection(*self.target)
-        except OSError:
+        except (OSError, asyncio.CancelledError):
             client_w.transport.abort()
+            self._handlers.discard(handler)
             return
         self._writers.update((client_w, target_w))
         up = asyncio.ensure_future(self._pipe(client_r, target_w, link.upstream_open))
@@ -129,18 +134,37 @@ class TCPProxy:
             for writer in (client_w, target_w):
                 self._writers.discard(writer)
                 writer.transport.abort()
+            self._handlers.discard(handler)
 
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: asyncio.Event
     ) -> None:
-        with contextlib.suppress(ConnectionError):
+        """Forward ``reader`` to ``writer``; with a delay, each chunk leaves ``delay`` s later
+        than it came (latency, not a throughput limit)."""
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def send() -> None:
             while True:
-                await gate.wait()
-                data = await reader.read(65536)
+                due, data = await chunks.get()
                 if not data:
                     return
-                if self.delay:
-                    await asyncio.sleep(self.delay)
-                await gate.wait()  # cut while reading: hold what was read
+                if due > loop.time():
+                    await asyncio.sleep(due - loop.time())
+                await gate.wait()
                 writer.write(data)
                 await writer.drain()
+
+        sender = asyncio.ensure_future(send())
+        try:
+            with contextlib.suppress(ConnectionError):
+                while not sender.done():
+                    await gate.wait()
+                    data = await reader.read(65536)
+                    chunks.put_nowait((loop.time() + self.delay, data))
+                    if not data:
+                        break
+                await sender
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
