@@ -34,6 +34,7 @@ from tui.widgets.status import ConnectionStatus
 __all__ = ["HoplineApp"]
 
 TICK = 0.25  # seconds between refreshes of ages, countdowns and the reply rate
+FLUSH_EVERY = 0.1  # least seconds between two re-renders caused by replies (bursts)
 
 
 class HoplineApp(App[None]):
@@ -90,6 +91,7 @@ class HoplineApp(App[None]):
         self.client = client or GatewayClient(self.settings, self.post_message, clock)
         self._dirty: dict[int, Entry] = {}
         self._flush_scheduled = False
+        self._last_flush = 0.0
 
     def compose(self) -> ComposeResult:
         # The app keeps its widgets, so handlers never depend on a DOM query.
@@ -231,14 +233,21 @@ class HoplineApp(App[None]):
         self._show_status()
 
     def _changed(self, entry: Entry) -> None:
+        """Mark ``entry`` for re-rendering: at once when idle, at most every FLUSH_EVERY s."""
         self._dirty[id(entry)] = entry
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+        if self._flush_scheduled:
+            return
+        self._flush_scheduled = True
+        wait = self._last_flush + FLUSH_EVERY - time.monotonic()
+        if wait > 0:
+            self.set_timer(wait, self._flush)
+        else:
             self.call_later(self._flush)
 
     def _flush(self) -> None:
         """Re-render what changed since the last flush (a burst's replies coalesce)."""
         self._flush_scheduled = False
+        self._last_flush = time.monotonic()
         for entry in self._dirty.values():
             self.chat.update_entry(entry)
         self._dirty.clear()

@@ -94,7 +94,10 @@ async def test_error_reply_is_shown_with_its_code(stack: Stack) -> None:
         await until(lambda: "processor_error" in chat_text(app), "error shown")
         view = app.query_one(EntryView)
         assert view.has_class("-error")
-        assert "\u2717 processor_error" in str(view.content)
+        request, outcome, message = str(view.content).splitlines()
+        assert request.endswith("\u203a boom")
+        assert "\u2717" in outcome and "processor_error" in outcome and outcome.endswith(" ms")
+        assert "handler exploded" in message
 
 
 async def test_burst_moves_queue_depth_and_latency_widgets(stack: Stack) -> None:
@@ -127,7 +130,7 @@ async def test_burst_moves_queue_depth_and_latency_widgets(stack: Stack) -> None
         await until(lambda: ready_shown() == 0, "queue drained")
         numbers = text_of(app, "#latency-numbers")
         assert "p99" in numbers and "\u2013" not in numbers
-        assert "40/40 ok" in chat_text(app)
+        assert "\u2039 40 ok \u00b7 " in chat_text(app)
 
 
 async def test_gateway_restart_shows_reconnecting_then_recovers(stack: Stack) -> None:
