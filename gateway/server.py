@@ -12,8 +12,8 @@ Admission happens in ``process_request``, before any upgrade, in this order:
 is set -> 403; a valid token when ``token_secret`` is set -> 401 (``/ws`` and
 ``/stream``); a free connection slot -> 503. ``/health``, ``/metrics`` and
 ``/stats`` are always answered. Connections that don't send their HTTP request
-within ``handshake_timeout`` are dropped; sockets whose client stops reading for
-``send_timeout`` are dropped by a sweeper task.
+within ``handshake_timeout`` are dropped; sockets whose client stops reading (writes
+paused by flow control) for ``send_timeout`` are dropped by a sweeper task.
 """
 
 from __future__ import annotations
@@ -55,17 +55,29 @@ log = logging.getLogger(__name__)
 PLAIN_SUBPROTOCOL = "hopline.plain"
 
 
-class _Connection(ServerConnection):
-    """A connection that bounds only the wait for the HTTP request line and headers.
+# Bytes of automatic replies (pongs, close frames) that may pile up in the write
+# buffer of a client that stopped reading; past that (a ping flood) it is cut at once.
+CONTROL_BACKLOG_LIMIT = 256 * 1024
 
-    websockets' ``open_timeout`` also bounds ``process_request``, which would cut a
-    ``/stream`` request waiting for its reply; this bounds the slow-client part only.
-    It also returns its connection slot (see ``Gateway._admit``) when it ends.
+
+class _Connection(ServerConnection):
+    """The gateway's connection: admission, handshake and write-stall bookkeeping.
+
+    * Bounds only the wait for the HTTP request line and headers: websockets'
+      ``open_timeout`` also bounds ``process_request``, which would cut a
+      ``/stream`` request waiting for its reply.
+    * Returns its connection slot (see ``Gateway._admit``) when it ends.
+    * Records since when its writes are paused (write buffer above the high-water
+      mark: the client is not reading), for the gateway's sweeper; flow-control
+      callbacks fire only on transitions, so this costs nothing per message.
+    * Aborts a client that keeps sending pings while not reading the pongs.
     """
 
     handshake_timeout = 10.0
     gateway: Gateway | None = None
     holds_slot = False
+    paused_since: float | None = None
+    _backlog_base = 0
 
     async def handshake(self, *args: Any, **kwargs: Any) -> None:
         async with asyncio.timeout(self.handshake_timeout):
@@ -77,9 +89,34 @@ class _Connection(ServerConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        self.paused_since = None
         if self.holds_slot and self.gateway is not None:
             self.holds_slot = False
             self.gateway.connections -= 1
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.paused_since = self.loop.time()
+        self._backlog_base = self.transport.get_write_buffer_size()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.paused_since = None
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if (
+            self.paused_since is not None
+            and self.transport.get_write_buffer_size() - self._backlog_base > CONTROL_BACKLOG_LIMIT
+        ):
+            drop(self, "it sends control frames but does not read the replies")
+
+
+def drop(ws: ServerConnection, reason: str) -> None:
+    """Cut ``ws`` now, without a close handshake (its client is not reading)."""
+    if not ws.transport.is_closing():
+        log.info("dropping connection from %s: %s", ws.remote_address, reason)
+        ws.transport.abort()
 
 
 def _connection_class(gateway: Gateway) -> type[ServerConnection]:
@@ -138,10 +175,14 @@ class Gateway:
         assert self._server is not None
         return self._server.sockets[0].getsockname()[1]
 
-    @property
-    def sessions(self) -> frozenset[Session]:
-        """The live WebSocket sessions."""
-        return frozenset(self._sessions)
+    def write_stalls(self) -> list[float]:
+        """For each open socket whose writes are paused (client not reading): for how long."""
+        now = asyncio.get_running_loop().time()
+        return [
+            now - since
+            for session in self._sessions
+            if (since := getattr(session.ws, "paused_since", None)) is not None
+        ]
 
     async def start(self) -> None:
         """Connect to the broker, then listen."""
@@ -248,16 +289,16 @@ class Gateway:
         return None
 
     async def _sweep_stalled(self) -> None:
-        """Drop sockets whose pending send has waited ``send_timeout`` (client not reading)."""
+        """Drop sockets whose writes have been paused for ``send_timeout`` (client not reading)."""
         timeout = self.settings.send_timeout
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(min(1.0, timeout / 4))
             now = loop.time()
             for session in list(self._sessions):
-                started = session.send_started
-                if started is not None and now - started >= timeout:
-                    session.drop(f"client did not read for {timeout:g} s")
+                since = getattr(session.ws, "paused_since", None)
+                if since is not None and now - since >= timeout:
+                    drop(session.ws, f"client did not read for {timeout:g} s")
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.active_websockets += 1

@@ -11,8 +11,9 @@ Contract:
 * With a rate limit, each frame spends one token of the socket's
   :class:`~gateway.security.TokenBucket`; a frame over the limit is not published
   and gets a ``busy`` error in its place.
-* A client that stops reading blocks the writer; :attr:`Session.send_started` lets
-  the gateway's sweeper see how long, and :meth:`Session.drop` cuts the socket.
+* A client that stops reading blocks the writer (and so, through the window, the
+  reader); the gateway's sweeper cuts such a socket after its send deadline, and
+  the session then ends like any closed one.
 * Plain mode delivers replies (and error frames) in request order; ``hopline.v1``
   delivers each as soon as it arrives, tagged with the client's id.
 * When the socket closes, its outstanding requests are cancelled: their replies,
@@ -92,8 +93,6 @@ class Session:
         if rate_limit > 0:
             burst = rate_burst or max(1, int(rate_limit))
             self._bucket = TokenBucket(rate_limit, burst, self._loop.time())
-        self.send_started: float | None = None  # loop time the pending ws.send began
-        self.dropped: str | None = None  # why the gateway cut the socket, if it did
         self._writer_done = False
         self._flush_scheduled = False
         self._write_high_water = ws.transport.get_write_buffer_limits()[1]
@@ -112,13 +111,6 @@ class Session:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await writer
-
-    def drop(self, reason: str) -> None:
-        """Cut the connection now (no close handshake: the client is not reading)."""
-        if self.dropped is None:
-            self.dropped = reason
-            log.info("dropping connection from %s: %s", self.ws.remote_address, reason)
-            self.ws.transport.abort()
 
     async def _read_loop(self) -> None:
         ws, window, submit = self.ws, self.window, self.broker.submit
@@ -245,9 +237,7 @@ class Session:
                 ready.clear()
                 while outgoing:
                     frame, ends_request = outgoing.popleft()
-                    self.send_started = self._loop.time()
                     await ws.send(frame)
-                    self.send_started = None
                     if ends_request:
                         self._in_flight -= 1
                         if self._in_flight < self.window:
