@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import jwt
 from textual.pilot import Pilot
 from textual.widgets import Static
 
@@ -173,3 +175,18 @@ async def test_unreachable_gateway_fails_with_reason() -> None:
         await pilot.press("ctrl+r")  # retry after giving up
         await until(lambda: seen.count("failed") == 1, "retried and failed again")
         assert "connecting" in seen
+
+
+async def test_token_is_sent_and_a_wrong_one_fails_with_a_hint(stack: Stack) -> None:
+    """With token auth on, the right --token chats; a wrong one ends in 'failed' (HTTP 401)."""
+    secret = "tui-test-secret-long-enough-for-hs256"
+    gw = await stack.gateway(token_secret=secret)
+    await stack.processor()
+    good = jwt.encode({"sub": "tui", "exp": int(time.time() + 60)}, secret, "HS256")
+    async with running(ws_url(gw), token=good) as (app, pilot):
+        await until(lambda: app.connection.state == "connected", "connected with a token")
+        await pilot.press(*"hi", "enter")
+        await until(lambda: "hi world" in chat_text(app), "reply with a token")
+    async with running(ws_url(gw), token=good + "x") as (app, _pilot):
+        await until(lambda: app.connection.state == "failed", "refused")
+        assert "HTTP 401 (check --token)" in str(app.status.content)
