@@ -42,6 +42,8 @@ _now = time.monotonic_ns
 NS = 1_000_000_000
 LATE_AFTER = 0.010  # open model: a request sent this much after its schedule counts as late
 LEDGER_CSV_HEADER = "worker,conn,seq,start_s,latency_ms,outcome,code\n"
+NOT_ATTEMPTED = "not attempted (run stopped)"
+STILL_CONNECTING = "still connecting at the end"
 RECONNECT_DELAY = 0.5  # seconds before reopening a connection the server dropped
 Report = Callable[[dict[str, Any]], None]
 
@@ -142,6 +144,7 @@ class Worker:
                     async with asyncio.timeout(plan.timeout + 0.5):
                         await self._drained.wait()
             self._expire(_now() + 1)  # anything left waited a full timeout
+            await self._cancel_attempts()
             await self._close_all()
             return self._final()
         finally:
@@ -181,6 +184,7 @@ class Worker:
         for i in range(n):
             await self._sleep_until(plan.start_ns + span * i // n)
             if self.stop_requested:
+                self._failed(NOT_ATTEMPTED, n - i)
                 break
             attempts.append(self._spawn(self._open(i)))
         if attempts:
@@ -196,22 +200,28 @@ class Worker:
                 await conn.handshake
         except (OSError, TimeoutError, HandshakeFailed) as exc:
             conn.abort()
-            reason = connection_failure_reason(exc)
-            self.connect_failures[reason] = self.connect_failures.get(reason, 0) + 1
+            self._failed(connection_failure_reason(exc))
             if reconnect and self.sending:  # the server dropped it: keep trying while loading
                 self.loop.call_later(RECONNECT_DELAY, self._reconnect, index)
             return
+        except asyncio.CancelledError:
+            conn.abort()
+            self._failed(STILL_CONNECTING)
+            raise
+        self.connect_recorder.record((_now() - started) // 1000)
+        self.opened += 1
         if self._closing_all:
             conn.close()
             return
-        self.connect_recorder.record((_now() - started) // 1000)
-        self.opened += 1
         self.conns.add(conn)
         self.ready.append(conn)
         self.max_open = max(self.max_open, len(self.ready))
         if self.sending and self._interval_ns == 0.0:
             self._fill(conn)
             conn.flush()
+
+    def _failed(self, reason: str, count: int = 1) -> None:
+        self.connect_failures[reason] = self.connect_failures.get(reason, 0) + count
 
     def _reconnect(self, index: int) -> None:
         if self.sending:
@@ -229,6 +239,12 @@ class Worker:
             self.drops += 1
             if self.sending:
                 self.loop.call_later(RECONNECT_DELAY, self._reconnect, conn.index)
+
+    async def _cancel_attempts(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _close_all(self) -> None:
         self._closing_all = True
