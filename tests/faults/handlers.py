@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 
 def _trace(payload: str | bytes) -> None:
@@ -31,4 +32,11 @@ def crash_on_poison(payload: str | bytes) -> str | bytes:
     _trace(payload)
     if payload == "poison":
         os._exit(3)
+    return payload
+
+
+def sync_slow_echo(payload: str | bytes) -> str | bytes:
+    """Like :func:`slow_echo`, but blocking: batch items run one after another."""
+    _trace(payload)
+    time.sleep(float(os.environ.get("HOPLINE_FAULTS_DELAY", "0.05")))
     return payload

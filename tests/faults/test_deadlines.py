@@ -5,10 +5,11 @@ the processor)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from gateway.topology import QueueTopology
 from tests.conftest import Stack, ws_url
-from tests.faults.conftest import queue_counts
+from tests.faults.conftest import ProcessorProcess, queue_counts, spawn_processor, subprocess_env
 from tests.faults.ledger import Ledger, drive
 from tests.helpers import eventually
 
@@ -83,3 +84,34 @@ async def test_request_queued_past_its_deadline_expires_in_the_broker(
     after.assert_complete()
     assert after.replies == 1
     assert recorder.seen == ["late-0"], "an expired request reached the processor"
+
+
+async def test_batch_items_left_at_the_deadline_are_skipped(
+    stack: Stack,
+    rabbitmq_url: str,
+    topology: QueueTopology,
+    tmp_path: Path,
+    processes: list[ProcessorProcess],
+) -> None:
+    """A batch handled item by item stops at its deadline: later items never run."""
+    gw = await stack.gateway(request_timeout=TIMEOUT, batching="on")
+    trace = tmp_path / "handled.log"
+    env = subprocess_env(HOPLINE_FAULTS_LOG=str(trace), HOPLINE_FAULTS_DELAY="0.3")
+    proc = await spawn_processor(
+        rabbitmq_url, topology, "tests.faults.handlers:sync_slow_echo", tmp_path, env=env
+    )
+    processes.append(proc)
+
+    async def consuming() -> bool:
+        return (await queue_counts(rabbitmq_url, topology.batch_queue))[1] == 1
+
+    await eventually(consuming, timeout=20, message="processor consuming")
+    ledger = Ledger("deadline, one batch of 10 items of 0.3 s")
+    await drive(ws_url(gw), ledger, "b", count=10, window=10, settle=TIMEOUT + 5)
+    ledger.assert_complete()
+    assert ledger.errors == {"timeout": 10}
+    proc.terminate()
+    assert await proc.wait() == 0
+    ran = trace.read_text().splitlines()
+    print(f"[deadline, batch] {len(ran)} of 10 items ran before the deadline")
+    assert 1 <= len(ran) <= TIMEOUT / 0.3 + 1, "items ran after the batch deadline"
