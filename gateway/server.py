@@ -93,6 +93,7 @@ class _Connection(ServerConnection):
         if self.holds_slot and self.gateway is not None:
             self.holds_slot = False
             self.gateway.connections -= 1
+            self.gateway._admitted.discard(self)
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -160,7 +161,7 @@ class Gateway:
         self.connections = 0  # admitted /ws sockets and /stream requests (connection slots)
         self.draining = False
         self._server: Server | None = None
-        self._sessions: set[Session] = set()
+        self._admitted: set[ServerConnection] = set()  # /ws sockets and /stream requests
         self._sweeper: asyncio.Task[None] | None = None
         self._verifier = (
             TokenVerifier(settings.token_secret) if settings.token_secret is not None else None
@@ -176,12 +177,12 @@ class Gateway:
         return self._server.sockets[0].getsockname()[1]
 
     def write_stalls(self) -> list[float]:
-        """For each open socket whose writes are paused (client not reading): for how long."""
+        """For each admitted connection whose writes are paused (client not reading): how long."""
         now = asyncio.get_running_loop().time()
         return [
             now - since
-            for session in self._sessions
-            if (since := getattr(session.ws, "paused_since", None)) is not None
+            for conn in self._admitted
+            if (since := getattr(conn, "paused_since", None)) is not None
         ]
 
     async def start(self) -> None:
@@ -285,6 +286,7 @@ class Gateway:
             log.debug("refused %s: %d connections open", conn.remote_address, self.connections)
             return http.respond(503, "too many connections\n", "text/plain", Retry_After="1")
         self.connections += 1
+        self._admitted.add(conn)
         conn.holds_slot = True  # type: ignore[attr-defined]
         return None
 
@@ -295,20 +297,18 @@ class Gateway:
         while True:
             await asyncio.sleep(min(1.0, timeout / 4))
             now = loop.time()
-            for session in list(self._sessions):
-                since = getattr(session.ws, "paused_since", None)
+            for conn in list(self._admitted):
+                since = getattr(conn, "paused_since", None)
                 if since is not None and now - since >= timeout:
-                    drop(session.ws, f"client did not read for {timeout:g} s")
+                    drop(conn, f"client did not read for {timeout:g} s")
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.active_websockets += 1
         log.debug("open %s subprotocol=%s", ws.remote_address, ws.subprotocol)
         s = self.settings
         session = Session(ws, self.broker, self.metrics, s.window, s.rate_limit, s.rate_burst)
-        self._sessions.add(session)
         try:
             await session.run()
         finally:
-            self._sessions.discard(session)
             self.active_websockets -= 1
             log.debug("closed %s", ws.remote_address)

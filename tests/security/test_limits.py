@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 
 import pytest
 from websockets.asyncio.client import connect
@@ -94,6 +95,31 @@ async def test_client_that_stops_reading_is_dropped_after_the_send_timeout(
     assert gw.connections == 0
     await assert_serves(gw, suffix="")
     abuser.writer.transport.abort()
+
+
+def huge(payload: str | bytes) -> str | bytes:
+    """A 12 MB reply to a 4-byte request."""
+    return payload * 3_000_000
+
+
+async def test_stream_client_that_never_reads_its_reply_is_dropped(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A /stream request whose large reply is never read frees its slot at the send deadline."""
+    caplog.set_level(logging.INFO, logger="gateway.server")
+    gw = await stack.gateway(send_timeout=1.0)
+    await stack.processor(huge)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gw.port))
+    await asyncio.get_running_loop().sock_sendall(
+        sock, b"GET /stream/abcd HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    await eventually(lambda: any(t > 0.2 for t in gw.write_stalls()), message="reply stalled")
+    await eventually(lambda: gw.connections == 0, timeout=5, message="slot released")
+    assert any("did not read" in r.getMessage() for r in caplog.records)
+    sock.close()
 
 
 async def test_ping_flood_from_a_client_that_never_reads_is_cut(
