@@ -15,6 +15,7 @@ from gateway.security import (
     TokenVerifier,
     check_secret,
     find_token,
+    mint_token,
     normalize_origin,
     origin_allowed,
     parse_origins,
@@ -118,6 +119,15 @@ def test_verifier_refuses_bad_tokens(token: str | None) -> None:
         TokenVerifier(SECRET).verify(token)
     if token:
         assert token not in str(refused.value)
+
+
+def test_minted_tokens_verify_and_expire() -> None:
+    """mint_token makes tokens the verifier accepts until their ttl runs out."""
+    now = time.time()
+    good = mint_token(SECRET, ttl=60, now=now, sub="bob")
+    assert TokenVerifier(SECRET).verify(good)["sub"] == "bob"
+    with pytest.raises(InvalidToken, match="expired"):
+        TokenVerifier(SECRET).verify(mint_token(SECRET, ttl=60, now=now - 120))
 
 
 def test_short_secrets_are_refused() -> None:
