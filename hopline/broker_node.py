@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["PrivateBroker", "free_port", "port_answers", "rabbitmq_server_path"]
+__all__ = ["PrivateBroker", "amqp_answers", "free_port", "port_answers", "rabbitmq_server_path"]
 
 
 def rabbitmq_server_path() -> str | None:
@@ -43,6 +43,21 @@ def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def amqp_answers(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether an AMQP 0-9-1 broker at ``host:port`` answers the protocol header.
+
+    The node opens its port a little before it serves connections; a broker that
+    is ready answers the header with a ``connection.start`` method frame.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+            frame = sock.recv(7)
+    except OSError:
+        return False
+    return len(frame) == 7 and frame[0] == 1  # a method frame on channel 0
 
 
 class PrivateBroker:
@@ -111,7 +126,7 @@ class PrivateBroker:
         return env
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start the node and wait until its AMQP port answers.
+        """Start the node and wait until it answers AMQP (same port and data on a restart).
 
         Raises:
             FileNotFoundError: ``rabbitmq-server`` is not installed.
@@ -136,7 +151,7 @@ class PrivateBroker:
         )
         log.close()
         deadline = time.monotonic() + timeout
-        while not port_answers("127.0.0.1", self.port):
+        while not amqp_answers("127.0.0.1", self.port):
             if self._process.poll() is not None:
                 raise RuntimeError(
                     f"rabbitmq-server exited with {self._process.returncode}; "
