@@ -23,7 +23,7 @@ from tui.config import TuiSettings
 from tui.exchanges import Conversation, Entry
 from tui.help import HelpScreen
 from tui.latency import LatencyWindow
-from tui.messages import ConnectionChanged, ReplyReceived, StatsFailed, StatsUpdated
+from tui.messages import ConnectionChanged, RepliesReceived, StatsFailed, StatsUpdated
 from tui.stats import StatsHistory
 from tui.widgets.chat import ChatLog
 from tui.widgets.gateway import GatewayPanel
@@ -197,23 +197,25 @@ class HoplineApp(App[None]):
             self._changed(entry)
         self._show_status()
 
-    def on_reply_received(self, message: ReplyReceived) -> None:
-        error = (
-            (message.error_code, message.error_message or "")
-            if message.error_code is not None
-            else None
-        )
-        resolved = self.conversation.resolve(
-            message.request_id, message.received_at, self.wall(), message.data, error
-        )
-        if resolved is None:
-            if error is not None:
-                self.notify(f"{error[0]}: {error[1]}", title="gateway error", severity="error")
-            return
-        entry, rtt = resolved
-        if error is None:
-            self.latency.add(message.received_at, rtt)
-        self._changed(entry)
+    def on_replies_received(self, message: RepliesReceived) -> None:
+        wall = self.wall()
+        for reply in message.replies:
+            error = (
+                (reply.error_code, reply.error_message or "")
+                if reply.error_code is not None
+                else None
+            )
+            resolved = self.conversation.resolve(
+                reply.request_id, reply.received_at, wall, reply.data, error
+            )
+            if resolved is None:
+                if error is not None:
+                    self.notify(f"{error[0]}: {error[1]}", title="gateway error", severity="error")
+                continue
+            entry, rtt = resolved
+            if error is None:
+                self.latency.add(reply.received_at, rtt)
+            self._changed(entry)
 
     def on_stats_updated(self, message: StatsUpdated) -> None:
         self.stats.add(message.stats)

@@ -30,7 +30,7 @@ from gateway.protocol import SUBPROTOCOL
 from tui.backoff import Backoff
 from tui.config import TuiSettings
 from tui.http import HttpError, get_json
-from tui.messages import ConnectionChanged, ReplyReceived, StatsFailed, StatsUpdated
+from tui.messages import ConnectionChanged, RepliesReceived, Reply, StatsFailed, StatsUpdated
 from tui.stats import StatsFormatError, parse_stats
 
 __all__ = ["GatewayClient"]
@@ -69,6 +69,7 @@ class GatewayClient:
         self._ws: ClientConnection | None = None
         self._outbox: asyncio.Queue[str] | None = None
         self._wake = asyncio.Event()
+        self._replies: list[Reply] = []
 
     @property
     def connected(self) -> bool:
@@ -212,17 +213,23 @@ class GatewayClient:
             return
         error = envelope.get("error")
         if isinstance(error, dict):
-            self.post(
-                ReplyReceived(
-                    envelope.get("id"),
-                    received_at,
-                    error_code=str(error.get("code", "error")),
-                    error_message=str(error.get("message", "")),
-                )
+            reply = Reply(
+                envelope.get("id"),
+                received_at,
+                error_code=str(error.get("code", "error")),
+                error_message=str(error.get("message", "")),
             )
         else:
-            data = envelope.get("data")
-            self.post(ReplyReceived(envelope.get("id"), received_at, data=str(data or "")))
+            reply = Reply(envelope.get("id"), received_at, data=str(envelope.get("data") or ""))
+        if not self._replies:
+            # Frames already buffered are read without yielding: post them together.
+            asyncio.get_running_loop().call_soon(self._post_replies)
+        self._replies.append(reply)
+
+    def _post_replies(self) -> None:
+        replies, self._replies = self._replies, []
+        if replies:
+            self.post(RepliesReceived(replies))
 
     # Stats
 

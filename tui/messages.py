@@ -9,7 +9,14 @@ from textual.message import Message
 
 from tui.stats import GatewayStats
 
-__all__ = ["ConnectionChanged", "ConnectionState", "ReplyReceived", "StatsFailed", "StatsUpdated"]
+__all__ = [
+    "ConnectionChanged",
+    "ConnectionState",
+    "RepliesReceived",
+    "Reply",
+    "StatsFailed",
+    "StatsUpdated",
+]
 
 ConnectionState = Literal["connecting", "connected", "reconnecting", "failed"]
 
@@ -31,8 +38,8 @@ class ConnectionChanged(Message):
     subprotocol: str | None = None
 
 
-@dataclass
-class ReplyReceived(Message):
+@dataclass(frozen=True, slots=True)
+class Reply:
     """One ``hopline.v1`` reply; ``received_at`` is monotonic, taken when the frame arrived."""
 
     request_id: object
@@ -40,6 +47,13 @@ class ReplyReceived(Message):
     data: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+
+
+@dataclass
+class RepliesReceived(Message):
+    """The replies read in one go (one message per frame would swamp the UI under bursts)."""
+
+    replies: list[Reply]
 
 
 @dataclass

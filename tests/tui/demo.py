@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 
 from tui.app import HoplineApp
 from tui.config import TuiSettings
-from tui.messages import ConnectionChanged, ReplyReceived, StatsUpdated
+from tui.messages import ConnectionChanged, RepliesReceived, Reply, StatsUpdated
 from tui.stats import parse_stats
 
 SIZE = (80, 24)
@@ -113,35 +113,41 @@ async def populate(pilot: Pilot[None]) -> None:
 
     clock.now = T0 + 2
     await pilot.press(*"hello", "enter")
-    app.post_message(ReplyReceived(1, clock.now + 0.0042, data="hello world"))
+    app.post_message(RepliesReceived([Reply(1, clock.now + 0.0042, data="hello world")]))
     await pilot.pause()
 
     clock.now = T0 + 4
     await pilot.press(*"café", "enter")
-    app.post_message(ReplyReceived(2, clock.now + 0.0051, data="café world"))
+    app.post_message(RepliesReceived([Reply(2, clock.now + 0.0051, data="café world")]))
     await pilot.pause()
 
     clock.now = T0 + 11
     await pilot.press("ctrl+b")  # burst entry 3 owns ids 4..103
+    burst_replies = []
     for n in range(100):
         request_id = 4 + n
         arrival = clock.now + 0.002 + n * 0.004 + (n % 7) * 0.001
         if n % 33 == 32:
-            app.post_message(
-                ReplyReceived(request_id, arrival, error_code="busy", error_message="queue full")
+            burst_replies.append(
+                Reply(request_id, arrival, error_code="busy", error_message="queue full")
             )
         else:
-            app.post_message(ReplyReceived(request_id, arrival, data="hello world"))
+            burst_replies.append(Reply(request_id, arrival, data="hello world"))
+    app.post_message(RepliesReceived(burst_replies))
     await pilot.pause()
 
     clock.now = T0 + 16
     await pilot.press(*"explode", "enter")
     app.post_message(
-        ReplyReceived(
-            104,
-            clock.now + 0.0123,
-            error_code="processor_error",
-            error_message="handler raised ValueError",
+        RepliesReceived(
+            [
+                Reply(
+                    104,
+                    clock.now + 0.0123,
+                    error_code="processor_error",
+                    error_message="handler raised ValueError",
+                )
+            ]
         )
     )
     await pilot.pause()
