@@ -35,6 +35,7 @@ from wsclient import WsClient, open_client
 __all__ = ["main"]
 
 HIST_MAX_US = 600_000_000  # ten minutes
+CONNECT_ATTEMPTS = 3
 
 
 @dataclass
@@ -99,23 +100,38 @@ def summary(tally: Tally, window: float, connections: int, cpu: float, **extra: 
 
 
 async def connect_all(
-    url: str, n: int, concurrency: int, hist: HdrHistogram | None = None
+    url: str,
+    n: int,
+    concurrency: int,
+    hist: HdrHistogram | None = None,
+    failures: list[str] | None = None,
 ) -> list[WsClient]:
     """Open ``n`` connections, at most ``concurrency`` handshakes at a time.
 
-    ``hist``, if given, records each connect + handshake time in microseconds.
+    A connection the server closes or resets during the handshake is retried (up
+    to :data:`CONNECT_ATTEMPTS` times) and counted in ``failures``. ``hist``, if
+    given, records each successful connect + handshake time in microseconds.
     """
     clients: list[WsClient | None] = [None] * n
     next_index = 0
     clock = time.monotonic
+    if failures is None:
+        failures = []
 
     async def worker() -> None:
         nonlocal next_index
         while next_index < n:
             i = next_index
             next_index += 1
-            t0 = clock()
-            clients[i] = await open_client(url)
+            for attempt in range(CONNECT_ATTEMPTS):
+                t0 = clock()
+                try:
+                    clients[i] = await open_client(url)
+                    break
+                except (OSError, TimeoutError) as exc:  # ConnectionError is an OSError
+                    failures.append(f"{type(exc).__name__}: {exc}")
+                    if attempt == CONNECT_ATTEMPTS - 1:
+                        raise
             if hist is not None:
                 hist.record_value(max(1, int((clock() - t0) * 1e6)))
 
@@ -257,7 +273,8 @@ async def run_hold(args: argparse.Namespace) -> dict:
     t0 = time.monotonic()
     cpu0 = time.process_time()
     handshakes = HdrHistogram(1, HIST_MAX_US, 3)
-    clients = await connect_all(args.url, args.connections, args.concurrency, handshakes)
+    failures: list[str] = []
+    clients = await connect_all(args.url, args.connections, args.concurrency, handshakes, failures)
     t1 = time.monotonic()
     emit(
         "opened",
@@ -267,6 +284,8 @@ async def run_hold(args: argparse.Namespace) -> dict:
         handshake_p50_ms=handshakes.get_value_at_percentile(50) / 1000,
         handshake_p99_ms=handshakes.get_value_at_percentile(99) / 1000,
         handshake_max_ms=handshakes.get_max_value() / 1000,
+        handshake_failures=len(failures),
+        handshake_failure_kinds=sorted(set(failures)),
         cpu_s=round(time.process_time() - cpu0, 3),
     )
     tally = Tally()

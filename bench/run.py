@@ -459,6 +459,7 @@ class Bench:
             "accept_rate": round(total / (t_last - t_first), 1),
             "handshake_p99_ms": max(e["handshake_p99_ms"] for e in opened),
             "handshake_max_ms": max(e["handshake_max_ms"] for e in opened),
+            "handshake_failures_retried": sum(e["handshake_failures"] for e in opened),
             "listen_queue_overflows": overflows,
             "cpu_cores_while_opening": cpu.cores,
             "rss_base_kib": rss_base,
