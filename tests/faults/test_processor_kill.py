@@ -7,6 +7,8 @@ import asyncio
 from collections import defaultdict
 from pathlib import Path
 
+import aio_pika
+
 from gateway.topology import QueueTopology
 from tests.conftest import Stack, ws_url
 from tests.faults.conftest import ProcessorProcess, queue_counts, spawn_processor, subprocess_env
@@ -94,3 +96,34 @@ async def test_sigkilled_processors_lose_and_duplicate_nothing(
     assert ledger.errors == {}, "with survivors, every request should get its reply"
     assert all(cid in handled for cid in ledger.sent), "a reply without a handler run"
     assert rerun > 0, "no kill hit a processor holding unacked requests: the test proved nothing"
+
+
+async def test_duplicate_replies_never_reach_the_client(
+    stack: Stack, rabbitmq_url: str, topology: QueueTopology
+) -> None:
+    """A processor that answers every request twice (as after a redelivery): one reply each."""
+    gw = await stack.gateway(request_timeout=10.0, batching="off")
+    conn = await aio_pika.connect(rabbitmq_url)
+    async with conn:
+        channel = await conn.channel()
+        queue = await channel.declare_queue(
+            topology.input_queue, durable=True, arguments=topology.arguments()
+        )
+
+        async def answer_twice(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            for _ in range(2):
+                reply = aio_pika.Message(message.body, correlation_id=message.correlation_id)
+                await channel.default_exchange.publish(reply, routing_key=message.reply_to or "")
+            await message.ack()
+
+        await queue.consume(answer_twice)
+        ledger = Ledger("every reply sent twice")
+        await drive(ws_url(gw), ledger, "d", count=50, window=10)
+
+        async def all_dropped() -> bool:
+            return gw.metrics.total("hopline_dropped_replies_total") == 50
+
+        await eventually(all_dropped, message="50 duplicates dropped by the gateway")
+    print(f"[duplicate replies] {gw.metrics.total('hopline_dropped_replies_total')} dropped")
+    ledger.assert_complete()
+    assert ledger.replies == 50
