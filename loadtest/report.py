@@ -44,6 +44,7 @@ from rich.table import Table
 from loadtest.runner import RunResult
 from loadtest.slo import SLOResult
 from loadtest.stats import Outcome, latency_summary
+from loadtest.worker import LATE_AFTER
 
 __all__ = ["SCHEMA", "build_report", "render", "slo_metrics", "write_json"]
 
@@ -190,7 +191,8 @@ def render(report: dict[str, Any], console: Console) -> None:
         codes = ", ".join(f"{k} {v}" for k, v in report["error_codes"].items())
         table.add_row("error replies", codes)
     if s["model"] == "open" or req["unsent"] or req["late"]:
-        table.add_row("schedule", f"late {req['late']} (>10 ms) · unsent {req['unsent']}")
+        late_ms = f"{LATE_AFTER * 1000:g}"
+        table.add_row("schedule", f"late {req['late']} (>{late_ms} ms) · unsent {req['unsent']}")
     if req["unmatched_replies"]:
         table.add_row("unmatched", f"{req['unmatched_replies']} replies matched no request")
     table.add_row(

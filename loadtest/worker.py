@@ -120,6 +120,9 @@ class Worker:
                 self._ledger.write(LEDGER_CSV_HEADER)
         self._all_closed = asyncio.Event()
         self._ledger_rows: list[str] = []
+        self._dropped_early: list[int] = []  # connections lost before the load started
+        self._no_conn_since: int | None = None
+        self._give_up_ns = int((plan.connect_timeout + 2 * RECONNECT_DELAY + 1) * NS)
 
     # ---- life cycle
 
@@ -239,6 +242,8 @@ class Worker:
             self.drops += 1
             if self.sending:
                 self.loop.call_later(RECONNECT_DELAY, self._reconnect, conn.index)
+            elif self.first_send_ns is None:
+                self._dropped_early.append(conn.index)
 
     async def _cancel_attempts(self) -> None:
         tasks = list(self._tasks)
@@ -262,6 +267,8 @@ class Worker:
     def _start_load(self) -> None:
         self.sending = True
         self.first_send_ns = _now()
+        for index in self._dropped_early:
+            self._reconnect(index)
         if self._interval_ns:
             self._tick_open()
         else:
@@ -406,7 +413,16 @@ class Worker:
         self._timers[chain] = self.loop.call_later(delay, callback)
 
     def _sweep(self) -> None:
-        self._expire(_now() - self._timeout_ns)
+        now = _now()
+        self._expire(now - self._timeout_ns)
+        if self.sending and not self.ready and not self._interval_ns:
+            # closed loop with every connection lost: give up after a while
+            if self._no_conn_since is None:
+                self._no_conn_since = now
+            elif now - self._no_conn_since > self._give_up_ns:
+                self._stop_sending()
+        else:
+            self._no_conn_since = None
         if self.sending or self.waiting:
             self._later("sweep", min(0.25, max(0.02, self.plan.timeout / 10)), self._sweep)
 

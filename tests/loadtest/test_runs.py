@@ -143,3 +143,12 @@ def test_think_time_paces_a_closed_loop() -> None:
     sent = result.aggregate.counters["sent"]
     assert 10 <= sent <= 22  # about 2 connections x 10 requests
     assert latency_summary(result.aggregate.total)["p50"] < 100
+
+
+def test_every_request_lost_to_disconnects_still_ends() -> None:
+    """A server that drops each connection at its first request: all requests end as disconnects."""
+    with EchoServer(drop_after=1) as server:
+        result = load(server, connections=2, requests=10, duration=None)
+    assert outcomes(result)["disconnect"] == 10
+    assert result.reconnects >= 8
+    assert_adds_up(result)
