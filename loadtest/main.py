@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
+from websockets.exceptions import InvalidURI
+from websockets.uri import parse_uri
 
 from hopline import exits
 from loadtest.progress import Mode, Progress
@@ -27,6 +29,10 @@ def settings_from_options(kw: Mapping[str, Any], explicit: set[str]) -> LoadSett
         ValueError: contradictory options, or an output path that cannot be written
             (checked now, so a long run is not lost at the end).
     """
+    try:
+        parse_uri(kw["url"])
+    except InvalidURI as exc:
+        raise ValueError(f"--url: {exc} (expected ws://host:port/path or wss://...)") from None
     rate = kw["rate"]
     if rate and explicit & {"in_flight", "think"}:
         raise ValueError("--in-flight and --think belong to the closed model; --rate selects open")

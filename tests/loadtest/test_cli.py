@@ -63,21 +63,23 @@ def test_missed_slo_exits_1_and_names_it(server: EchoServer, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "message"),
     [
-        ["--slo", "p98<5ms"],
-        ["--slo", "p99<5"],
-        ["--slo", "errors=0"],
-        ["--duration", "10 seconds"],
-        ["--rate", "100", "--in-flight", "4"],
-        ["--protocol", "hopline.v2"],
+        (["--slo", "p98<5ms"], "unknown SLO metric 'p98'"),
+        (["--slo", "p99<5"], "needs a unit"),
+        (["--slo", "errors=0"], "did you mean '=='"),
+        (["--duration", "10 seconds"], "unknown unit 'seconds'"),
+        (["--rate", "100", "--in-flight", "4"], "closed model"),
+        (["--protocol", "hopline.v2"], "hopline.v2"),
+        (["--url", "http://127.0.0.1:9/ws"], "scheme isn't ws or wss"),
+        (["--json", "/nonexistent/r.json"], "does not exist"),
     ],
 )
-def test_usage_errors_exit_2_before_connecting(args: list[str]) -> None:
-    """Typos and contradictions are usage errors (exit 2), never a run that passes."""
+def test_usage_errors_exit_2_before_connecting(args: list[str], message: str) -> None:
+    """Typos and contradictions are usage errors (exit 2) saying what is wrong."""
     result = hopline("--url", "ws://127.0.0.1:9/ws", *args)
     assert result.exit_code == 2, result.output
-    assert "Error" in result.stderr
+    assert message in " ".join(result.stderr.split())
 
 
 def test_no_connection_exits_4(tmp_path: Path) -> None:
