@@ -168,6 +168,9 @@ class GatewayClient:
             raise _Retry(f"cannot connect: {exc.strerror or exc}") from None
         except (InvalidHandshake, WebSocketException) as exc:
             raise _Retry(f"handshake failed: {exc}") from None
+        except Exception as exc:  # never let an unexpected failure end the connection loop
+            log.debug("connect failed: %r", exc)
+            raise _Retry(f"cannot connect: {exc}") from None
         if ws.subprotocol != SUBPROTOCOL:
             await ws.close()
             raise _Fatal(f"the server at {settings.url} does not speak {SUBPROTOCOL}")
