@@ -136,16 +136,58 @@ def processor(handler: str, **kw: Any) -> None:
     type=click.FloatRange(min=0.001),
     help="Seconds to wait for all replies.",
 )
-def send(messages: tuple[str, ...], url: str, timeout: float) -> None:
+@option(
+    "--token",
+    env="HOPLINE_TOKEN",
+    default=None,
+    show_default=False,
+    help="Bearer token for a gateway run with --token-secret.",
+)
+def send(messages: tuple[str, ...], url: str, timeout: float, token: str | None) -> None:
     """Send MESSAGES (all at once) and print each reply on its own line, in order."""
     from hopline.send import SendError, send_messages
 
     try:
-        replies = asyncio.run(send_messages(url, list(messages), timeout))
+        replies = asyncio.run(send_messages(url, list(messages), timeout, token))
     except SendError as exc:
         exits.fail(str(exc), exc.exit_code)
     for reply in replies:
         click.echo(reply)
+
+
+@main.command()
+@option(
+    "--token-secret",
+    env="HOPLINE_TOKEN_SECRET",
+    required=True,
+    show_default=False,
+    help="The gateway's HS256 secret (32+ bytes).",
+)
+@option(
+    "--ttl",
+    env="HOPLINE_TOKEN_TTL",
+    default=3600.0,
+    type=click.FloatRange(min=1),
+    help="Seconds until the token expires.",
+)
+@option(
+    "--subject",
+    env="HOPLINE_TOKEN_SUBJECT",
+    default=None,
+    show_default=False,
+    help="Optional 'sub' claim.",
+)
+def token(token_secret: str, ttl: float, subject: str | None) -> None:
+    """Print a token (JWT) that a gateway started with the same --token-secret accepts."""
+    import time
+
+    from gateway.security import mint_token
+
+    claims = {"sub": subject} if subject else {}
+    try:
+        click.echo(mint_token(token_secret, ttl, time.time(), **claims))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--token-secret") from None
 
 
 @main.command()

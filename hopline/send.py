@@ -21,7 +21,9 @@ class SendError(Exception):
         self.exit_code = exit_code
 
 
-async def send_messages(url: str, messages: list[str], timeout: float) -> list[str]:
+async def send_messages(
+    url: str, messages: list[str], timeout: float, token: str | None = None
+) -> list[str]:
     """Send every message at once over one ``hopline.v1`` socket; return the replies in order.
 
     Raises:
@@ -30,7 +32,12 @@ async def send_messages(url: str, messages: list[str], timeout: float) -> list[s
     """
     try:
         async with asyncio.timeout(timeout):
-            async with connect(url, subprotocols=[SUBPROTOCOL]) as ws:  # type: ignore[list-item]
+            headers = {"Authorization": f"Bearer {token}"} if token else None
+            async with connect(
+                url,
+                subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                additional_headers=headers,
+            ) as ws:
                 for index, message in enumerate(messages):
                     await ws.send(json.dumps({"id": index, "data": message}))
                 replies: dict[int, str] = {}

@@ -104,3 +104,27 @@ def test_every_option_shows_its_environment_variable() -> None:
         result = runner.invoke(main, [command, "--help"])
         assert result.exit_code == 0
         assert "env var:" in result.output
+
+
+SECRET = "s" * 40
+
+
+async def test_send_with_token_from_hopline_token(stack: Stack) -> None:
+    """hopline token mints a JWT that hopline send --token gets through auth with."""
+    gw = await stack.gateway(token_secret=SECRET)
+    await stack.processor()
+    code, token, err = await run_hopline("token", "--token-secret", SECRET, "--ttl", "60")
+    assert code == 0, err
+    code, out, _ = await run_hopline("send", "--url", ws_url(gw), "hello")
+    assert code == 3  # refused with 401 before the upgrade
+    code, out, err = await run_hopline(
+        "send", "--url", ws_url(gw), "hello", env={"HOPLINE_TOKEN": token.strip()}
+    )
+    assert (code, out) == (0, "hello world\n"), err
+
+
+def test_token_with_a_short_secret_is_a_usage_error() -> None:
+    """A secret under 32 bytes cannot sign tokens the gateway accepts."""
+    result = CliRunner().invoke(main, ["token", "--token-secret", "short"])
+    assert result.exit_code == 2
+    assert "at least 32 bytes" in result.output
