@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -558,6 +559,11 @@ async def main_async(args: argparse.Namespace) -> int:
     await check_broker(args.rabbitmq_url)
     info = machine()
     log(f"machine: {info['nproc']} x {info['cpu_model']}, Python {info['python']}")
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop what was started, then exit
+        loop.add_signal_handler(sig, main_task.cancel)
     with tempfile.TemporaryDirectory(prefix="hopline-bench-") as tmp:
         bench = Bench(args, Path(tmp))
         try:
@@ -565,7 +571,12 @@ async def main_async(args: argparse.Namespace) -> int:
         except (RuntimeError, TimeoutError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 3
+        except asyncio.CancelledError:
+            print("interrupted", file=sys.stderr)
+            return 130
         finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
             await bench.stop_all()
             if args.keep_logs:
                 keep_logs(Path(tmp), args)
