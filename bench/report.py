@@ -14,6 +14,7 @@ from hdrh.histogram import HdrHistogram
 
 __all__ = [
     "collapse_profile",
+    "cpu_table",
     "markdown_table",
     "merge_parts",
     "per_request",
@@ -165,6 +166,44 @@ def per_request(r: dict[str, Any]) -> dict[str, dict[str, float]]:
             row["runq_wait_per_s_ms"] = round(counts["runq_us"] / window / 1000, 1)
         out[name] = row
     return out
+
+
+CPU_ROWS = [
+    ("closed_reference", "reference"),
+    ("closed_hopline", "hopline"),
+    ("closed_hopline_persistent", "hopline --persistent"),
+    ("ceiling_echo", "bare websockets echo"),
+    ("ceiling_amqp", "bare aio-pika RPC"),
+]
+
+
+def cpu_table(s: dict[str, dict[str, Any]]) -> str:
+    """Scenario (a): CPU µs per reply by process, and what the rest of the machine used."""
+    lines = [
+        "| a. closed loop | gateway / server | processor(s) | broker | driver / client | total | "
+        "other processes (cores) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, label in CPU_ROWS:
+        r = s.get(key)
+        if r is None:
+            continue
+        per = per_request(r)
+
+        def us(names: tuple[str, ...], per: dict[str, dict[str, float]] = per) -> float:
+            return sum(v["cpu_us"] for k, v in per.items() if k.startswith(names))
+
+        gateway = us(("gateway", "server"))
+        processor = us(("processor",))
+        broker = us(("broker",))
+        driver = us(("driver",))
+        total = gateway + processor + broker + driver
+        others = r.get("cpu_cores", {}).get("others", 0.0)
+        lines.append(
+            f"| {label} | {gateway:,.0f} | {processor:,.0f} | {broker:,.0f} | {driver:,.0f} | "
+            f"{total:,.0f} | {others:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def verify(s: dict[str, dict[str, Any]]) -> list[str]:

@@ -586,6 +586,8 @@ async def main_async(args: argparse.Namespace) -> int:
     problems = report.verify(results)
     table = report.markdown_table(measured, goals)
     print(table)
+    cpu = report.cpu_table(results)
+    print("\nCPU microseconds per reply (scenario a.), from /proc:\n" + cpu)
     print()
     for key in (
         "closed_reference",
@@ -622,6 +624,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "verified": not problems,
         "problems": problems,
         "table": table,
+        "cpu_table": cpu,
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
