@@ -245,6 +245,9 @@ class Processor:
             return False  # a first delivery, or a queue that counts by itself
         assert self._channel is not None
         remaining = None if deadline is None else (deadline - time.time() * 1000) / 1000
+        if remaining is not None and remaining <= 0.001:  # expired meanwhile: nobody waits
+            await message.ack()
+            return True
         copy = aio_pika.Message(
             message.body,
             headers={**(message.headers or {}), ATTEMPTS_HEADER: failed},
