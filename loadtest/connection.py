@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import struct
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,6 +24,7 @@ from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+from websockets.speedups import apply_mask
 from websockets.typing import Subprotocol
 
 from gateway.protocol import SUBPROTOCOL
@@ -39,6 +42,24 @@ _now = time.monotonic_ns
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
 _OPEN = State.OPEN
 CLOSE_GRACE = 2.0  # seconds to wait for the server to close TCP after a close frame
+_urandom = os.urandom
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One masked, unfragmented client text frame (RFC 6455 5.2), without extensions.
+
+    The same bytes ``ClientProtocol.send_text`` produces when no extension is
+    negotiated (the load tester offers none), at half the cost.
+    """
+    n = len(payload)
+    mask = _urandom(4)
+    if n < 126:
+        head = bytes((0x81, 0x80 | n))
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x81, 0xFE, n)
+    else:
+        head = struct.pack("!BBQ", 0x81, 0xFF, n)
+    return head + mask + apply_mask(payload, mask)
 
 
 class HandshakeFailed(Exception):
@@ -89,6 +110,7 @@ class Connection(asyncio.Protocol):
         self.order: deque[list[Any]] = deque()  # plain: [seq, start ns, resolved]
         self.waiting = 0  # requests sent and not resolved
         self.dirty = False
+        self._out: list[bytes] = []  # request frames not yet written
         self._fragments: list[bytes] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
 
@@ -141,7 +163,8 @@ class Connection(asyncio.Protocol):
     def send(self, start_ns: int) -> None:
         """Write the next request (timed from ``start_ns``); call :meth:`flush` afterwards."""
         seq = self.seq = self.seq + 1
-        self.ws.send_text(self.codec.frame(seq))
+        if self.ws.state is _OPEN:  # else the request is lost with the connection
+            self._out.append(text_frame(self.codec.frame(seq)))
         if self.plain:
             self.order.append([seq, start_ns, False])
         else:
@@ -149,9 +172,16 @@ class Connection(asyncio.Protocol):
         self.waiting += 1
 
     def flush(self) -> None:
-        """Hand everything the protocol wants to send to the transport, in one write."""
+        """Write the pending request frames, then what the protocol wants to send, at once.
+
+        Request frames go first: a close frame the protocol queued must stay last.
+        """
         self.dirty = False
         writes = self.ws.data_to_send()
+        out = self._out
+        if out:
+            writes = out + writes if writes else out
+            self._out = []
         if not writes or self.transport is None:
             return
         eof = not writes[-1]

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
+from loadtest.connection import text_frame
 from loadtest.messages import Codec
 
 
@@ -26,3 +31,16 @@ def test_constant_message_and_expect_none() -> None:
     codec = Codec.build("hopline.v1", "none", "ping")
     assert json.loads(codec.frame(1)) == {"id": 1, "data": "ping"}
     assert codec.expected(1) is None
+
+
+def test_text_frame_parses_as_websockets_reads_it() -> None:
+    """The fast frame encoder writes masked text frames websockets' server parser accepts."""
+    for size in (0, 125, 126, 65535, 65536):
+        payload = bytes(range(256)) * (size // 256) + b"a" * (size % 256)
+        reader = StreamReader()
+        reader.feed_data(text_frame(payload))
+        parser = Frame.parse(reader.read_exact, mask=True)
+        with pytest.raises(StopIteration) as done:
+            next(parser)
+        frame = done.value.value
+        assert (frame.opcode, frame.fin, frame.data) == (Opcode.TEXT, True, payload), size

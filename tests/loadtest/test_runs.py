@@ -152,3 +152,12 @@ def test_every_request_lost_to_disconnects_still_ends() -> None:
     assert outcomes(result)["disconnect"] == 10
     assert result.reconnects >= 8
     assert_adds_up(result)
+
+
+def test_frames_of_every_length_class() -> None:
+    """Requests of 7-bit, 16-bit and 64-bit frame lengths reach the server intact."""
+    for size in (100, 300, 70_000):
+        with EchoServer() as server:
+            message = "x" * size + "{n}"
+            result = load(server, connections=1, message=message, requests=5, duration=None)
+        assert outcomes(result)["ok"] == 5, size
