@@ -274,19 +274,36 @@ ROOT_FRAMES = (
 )
 
 
+# Leaf frames where a sampled thread is mostly *not* running Python: in a socket
+# write syscall (on loopback the sender also does the receiver's TCP work and wakes
+# it, which often preempts the sender) or in the event loop's C code. Under CPU
+# contention py-spy counts a preempted (runnable) thread as busy, so these leaves
+# collect waiting time; ``python_*`` lists leave them out.
+WAIT_LEAVES = (
+    "StreamWriter.write (",
+    "Connection.send_data (websockets/",
+    "Session._flush (gateway/session.py",
+    "Runner.run (",
+)
+
+
 def collapse_profile(raw_lines: Iterable[str], top: int = 15) -> dict[str, list[tuple[str, float]]]:
     """Top self and inclusive costs from py-spy ``-f raw`` (collapsed stacks) output.
 
     Returns:
-        ``{"self": [(frame, share), ...], "inclusive": [...], "samples": [("total", n)]}``
-        with shares of the non-idle samples (0..1), largest first. Under uvloop,
-        self time of ``Runner.run`` is time spent in the loop's C code (libuv
-        polling and callbacks that have no Python frame). Entry frames
-        (:data:`ROOT_FRAMES`, ``Runner.run``) are left out of ``inclusive``.
+        ``self`` and ``inclusive``: ``[(frame, share), ...]`` over all non-idle
+        samples; ``python_self`` and ``python_inclusive``: the same over the samples
+        whose leaf is not in :data:`WAIT_LEAVES` (line numbers dropped, so a
+        function's lines add up); ``samples``: ``[("total", n), ("python", n)]``.
+        Shares are 0..1, largest first. Under uvloop, self time of ``Runner.run``
+        is time in the loop's C code. Entry frames (:data:`ROOT_FRAMES`,
+        ``Runner.run``) are left out of the inclusive lists.
     """
     self_counts: Counter[str] = Counter()
     incl_counts: Counter[str] = Counter()
-    total = 0
+    py_self: Counter[str] = Counter()
+    py_incl: Counter[str] = Counter()
+    total = python = 0
     for line in raw_lines:
         line = line.rstrip()
         if not line:
@@ -301,13 +318,32 @@ def collapse_profile(raw_lines: Iterable[str], top: int = 15) -> dict[str, list[
             continue
         total += count
         self_counts[frames[-1]] += count
-        for frame in set(frames):
-            if not frame.startswith("Runner.run") and not any(r in frame for r in ROOT_FRAMES):
-                incl_counts[frame] += count
+        kept = [f for f in frames if not f.startswith("Runner.run")]
+        kept = [f for f in kept if not any(r in f for r in ROOT_FRAMES)]
+        for frame in set(kept):
+            incl_counts[frame] += count
+        if frames[-1].startswith(WAIT_LEAVES):
+            continue
+        python += count
+        py_self[_function(frames[-1])] += count
+        for function in {_function(f) for f in kept}:
+            py_incl[function] += count
     if total == 0:
         return {"self": [], "inclusive": [], "samples": []}
+
+    def share(counter: Counter[str], n: int) -> list[tuple[str, float]]:
+        return [(f, round(c / n, 4)) for f, c in counter.most_common(top)] if n else []
+
     return {
-        "self": [(f, round(c / total, 4)) for f, c in self_counts.most_common(top)],
-        "inclusive": [(f, round(c / total, 4)) for f, c in incl_counts.most_common(top)],
-        "samples": [("total", float(total))],
+        "self": share(self_counts, total),
+        "inclusive": share(incl_counts, total),
+        "python_self": share(py_self, python),
+        "python_inclusive": share(py_incl, python),
+        "samples": [("total", float(total)), ("python", float(python))],
     }
+
+
+def _function(frame: str) -> str:
+    """``"f (file.py:12)"`` -> ``"f (file.py)"``."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rsplit(':', 1)[0]})" if where else name
