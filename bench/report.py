@@ -51,22 +51,29 @@ def targets(s: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             sc["rss_per_connection_kib"], RSS_PER_CONN_KIB, higher=False, unit="KiB"
         )
         out["accept_rate_per_s"] = _goal(sc["accept_rate"], ACCEPT_RATE, higher=True, unit="/s")
+    if "scale_hopline" in s and "scale_echo" in s:
+        hop_sc, echo_sc = s["scale_hopline"], s["scale_echo"]
+        out["accept_rate_vs_bare_websockets"] = _report(
+            _ratio(hop_sc["accept_rate"], echo_sc["accept_rate"])
+        )
+        out["rss_per_connection_vs_bare_websockets"] = _report(
+            _ratio(hop_sc["rss_per_connection_kib"], echo_sc["rss_per_connection_kib"])
+        )
     hop = s.get("closed_hopline", {}).get("throughput")
     if hop is not None and "ceiling_echo" in s:
-        out["fraction_of_echo_ceiling"] = {
-            "value": _ratio(hop, s["ceiling_echo"]["throughput"]),
-            "goal": None,
-            "met": None,
-            "unit": "",
-        }
+        out["fraction_of_echo_ceiling"] = _report(_ratio(hop, s["ceiling_echo"]["throughput"]))
     if hop is not None and "ceiling_amqp" in s:
-        out["fraction_of_amqp_ceiling"] = {
-            "value": _ratio(hop, s["ceiling_amqp"]["throughput"]),
-            "goal": None,
-            "met": None,
-            "unit": "",
-        }
+        out["fraction_of_amqp_ceiling"] = _report(_ratio(hop, s["ceiling_amqp"]["throughput"]))
     return out
+
+
+def _number(x: float) -> str:
+    """Three significant digits, with thousands separators for large numbers."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+
+
+def _report(value: float | None) -> dict[str, Any]:
+    return {"value": value, "goal": None, "met": None, "unit": "x"}
 
 
 def _goal(value: float | None, goal: float, *, higher: bool, unit: str) -> dict[str, Any]:
@@ -253,7 +260,7 @@ def markdown_table(s: dict[str, dict[str, Any]], goals: dict[str, dict[str, Any]
         )
     lines += ["", "| target | measured | goal | met |", "|---|---:|---:|---|"]
     for name, g in goals.items():
-        value = "-" if g["value"] is None else f"{g['value']:,.3g} {g['unit']}".strip()
+        value = "-" if g["value"] is None else f"{_number(g['value'])} {g['unit']}".strip()
         if g["goal"] is None:
             goal = "report"
         else:
