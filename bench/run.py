@@ -1,8 +1,9 @@
 """hopline benchmark: issue 7's scenarios against hopline, the reference design, two ceilings.
 
 Starts everything it measures as subprocesses on free ports (against the broker at
-``RABBITMQ_URL``), one system at a time, with the load driver (``driver.py``) in
-its own process(es), prints a Markdown table and writes JSON. Usage::
+``RABBITMQ_URL``), all at once, and drives each scenario on each system in
+interleaved rounds from separate load-driver processes (``driver.py``); prints a
+Markdown table and writes JSON. See bench/README.md. Usage::
 
     .venv/bin/python bench/run.py [--quick] [--json bench/results/latest.json] [--profile]
 
