@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from loadtest.messages import Codec
 
-__all__ = ["Connection", "HandshakeFailed", "Sink"]
+__all__ = ["Connection", "HandshakeFailed", "Sink", "failure_reason", "text_frame"]
 
 _loads = json.loads
 _now = time.monotonic_ns
@@ -102,6 +102,7 @@ class Connection(asyncio.Protocol):
         self.ws = ClientProtocol(uri, subprotocols=subprotocols, max_size=None)
         self.transport: asyncio.Transport | None = None
         self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.handshake.add_done_callback(_retrieve)  # a failed attempt nobody awaits any more
         self.established = False
         self.closing = False  # we started closing: the loss is not a disconnect
         self.lost = False
@@ -153,7 +154,7 @@ class Connection(asyncio.Protocol):
         if self._close_timer is not None:
             self._close_timer.cancel()
         if not self.handshake.done():
-            self.handshake.set_exception(HandshakeFailed(_reason(exc) if exc else "closed"))
+            self.handshake.set_exception(HandshakeFailed(failure_reason(exc) if exc else "closed"))
         if self.established:
             self._resolve_all(Outcome.DISCONNECT)
             self.sink.on_lost(self, exc)
@@ -315,13 +316,18 @@ class Connection(asyncio.Protocol):
             self._close_timer = loop.call_later(CLOSE_GRACE, self.transport.abort)
 
 
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _handshake_reason(exc: Exception) -> str:
     if isinstance(exc, InvalidStatus):
         return f"HTTP {exc.response.status_code}"
     return f"bad handshake: {exc}"
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     """A short, countable reason for a failed or lost connection."""
     if isinstance(exc, HandshakeFailed):
         return str(exc)
@@ -338,6 +344,3 @@ def _reason(exc: BaseException) -> str:
             return f"name resolution: {exc.strerror or exc}"
         return exc.strerror or str(exc) or exc.__class__.__name__
     return str(exc) or exc.__class__.__name__
-
-
-connection_failure_reason = _reason

@@ -32,11 +32,11 @@ from typing import IO, Any
 
 from websockets.uri import parse_uri
 
-from loadtest.connection import Connection, HandshakeFailed, connection_failure_reason
+from loadtest.connection import Connection, HandshakeFailed, failure_reason
 from loadtest.messages import Codec
 from loadtest.stats import COUNTER_NAMES, Outcome, Recorder
 
-__all__ = ["LATE_AFTER", "WorkerPlan", "run_worker"]
+__all__ = ["LATE_AFTER", "NS", "Worker", "WorkerPlan", "run_worker"]
 
 _now = time.monotonic_ns
 NS = 1_000_000_000
@@ -203,7 +203,7 @@ class Worker:
                 await conn.handshake
         except (OSError, TimeoutError, HandshakeFailed) as exc:
             conn.abort()
-            self._failed(connection_failure_reason(exc))
+            self._failed(failure_reason(exc))
             if reconnect and self.sending:  # the server dropped it: keep trying while loading
                 self.loop.call_later(RECONNECT_DELAY, self._reconnect, index)
             return
@@ -526,8 +526,3 @@ async def run_worker(plan: WorkerPlan, report: Report) -> dict[str, Any]:
     """Run one worker on the running loop; returns its final report."""
     worker = Worker(plan, report)
     return await worker.run()
-
-
-def make_worker(plan: WorkerPlan, report: Report) -> Worker:
-    """A worker bound to the running loop (for callers that need :meth:`Worker.request_stop`)."""
-    return Worker(plan, report)
