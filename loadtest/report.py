@@ -13,7 +13,8 @@ unless the key says ``_s``; latency keys are ``null`` when there was no reply::
       "settings": {"url", "protocol", "model": "closed"|"open", "connections", "procs",
                    "in_flight", "think_s", "rate", "duration_s", "ramp_up_s", "requests",
                    "timeout_s", "connect_timeout_s", "message", "expect", "ledger"},
-      "elapsed_s": 10.01,                           # load start -> last request resolved
+      "elapsed_s": 10.01,                           # load start -> end of sending or last
+                                                    # request resolved, whichever is later
       "requests": {"sent", "ok", "mismatch", "error", "timeout", "disconnect",
                    "errors",                        # sent - ok
                    "unsent", "late", "unmatched_replies"},
@@ -25,7 +26,8 @@ unless the key says ``_s``; latency keys are ``null`` when there was no reply::
                       "connect_ms": {"count", "min", "mean", "p50", "p90", "p99", "p999",
                                      "max"}},
       "series": [{"t": 0, "sent", "replies", "ok", "errors", "open_connections",
-                  "p50_ms", "p99_ms", "max_ms"}, ...],  # one entry per second of load
+                  "p50_ms", "p99_ms", "max_ms"}, ...],  # one entry per second of load;
+                                                    # the last may be a partial second (drain)
       "slo": [{"expr": "p99<50ms", "metric": "p99", "op": "<", "threshold": 50.0,
                "unit": "ms", "actual": 12.3, "passed": true}, ...]
     }

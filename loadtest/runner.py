@@ -122,7 +122,8 @@ class RunResult:
     max_open: int = 0
     drops: int = 0
     reconnects: int = 0
-    elapsed: float = 0.0  # seconds from the start of the load to the last outcome
+    elapsed: float = 0.0  # seconds from the start of the load to the end of sending or the
+    # last outcome, whichever is later
     interrupted: bool = False
     started_at: float = 0.0  # wall clock (epoch seconds)
 

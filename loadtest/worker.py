@@ -101,6 +101,8 @@ class Worker:
         self.budget = plan.requests
         self.first_send_ns: int | None = None
         self.last_done_ns: int | None = None
+        self.stopped_ns: int | None = None  # when sending stopped (if it ever started)
+        self._end: tuple[int, int] = (0, 0)  # (second index, open connections) at the end
         self.stop_requested = False
         self._done_sending = asyncio.Event()
         self._drained = asyncio.Event()
@@ -147,6 +149,7 @@ class Worker:
                     async with asyncio.timeout(plan.timeout + 0.5):
                         await self._drained.wait()
             self._expire(_now() + 1)  # anything left waited a full timeout
+            self._end = ((_now() - plan.load_ns) // NS, len(self.ready))
             await self._cancel_attempts()
             await self._close_all()
             return self._final()
@@ -278,6 +281,8 @@ class Worker:
         self._sweep()
 
     def _stop_sending(self) -> None:
+        if self.sending and self.stopped_ns is None:
+            self.stopped_ns = _now()
         self.sending = False
         self._done_sending.set()
         if not self.waiting:
@@ -451,7 +456,7 @@ class Worker:
 
     # ---- reports
 
-    def _interval(self, second: int) -> dict[str, Any]:
+    def _interval(self, second: int, open_connections: int | None = None) -> dict[str, Any]:
         c, prev = self.c, self._reported
         deltas = {name: c[name] - prev[name] for name in COUNTER_NAMES}
         self._reported = dict(c)
@@ -465,13 +470,14 @@ class Worker:
             "counters": deltas,
             "codes": {k: v for k, v in codes.items() if v},
             "hist": self.recorder.take(),
-            "open": len(self.ready),
+            "open": len(self.ready) if open_connections is None else open_connections,
             "final": False,
         }
 
     def _final(self) -> dict[str, Any]:
-        second = (_now() - self.plan.load_ns) // NS
-        report = self._interval(second=int(second))
+        second, open_connections = self._end
+        report = self._interval(int(second), open_connections)
+        ends = [t for t in (self.last_done_ns, self.stopped_ns) if t is not None]
         report.update(
             final=True,
             connect_hist=self.connect_recorder.take(),
@@ -481,7 +487,7 @@ class Worker:
             drops=self.drops,
             reconnects=self.reconnects,
             first_send_ns=self.first_send_ns,
-            last_done_ns=self.last_done_ns,
+            last_done_ns=max(ends) if ends else None,
             stopped=self.stop_requested,
         )
         self.report(report)
