@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import Stack, ws_url
-from tests.test_cli import run_hopline
 
 
 async def loadtest(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
-    """Run ``hopline loadtest ARGS --json`` in a subprocess; return (exit code, report, stderr)."""
+    """Run ``python -m hopline loadtest ARGS --json`` without blocking the test's event loop.
+
+    Returns the exit code, the JSON report and stderr.
+    """
     out = tmp_path / "report.json"
-    code, _, err = await run_hopline("loadtest", "-q", "--procs", "1", "--json", str(out), *args)
-    return code, json.loads(out.read_text()), err
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hopline", "loadtest", "-q", "--procs", "1", "--json", str(out),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        _, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, json.loads(out.read_text()), err.decode()
 
 
 async def test_closed_loop_through_the_gateway(stack: Stack, tmp_path: Path) -> None:
