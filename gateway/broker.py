@@ -39,11 +39,11 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aiormq.exceptions import DeliveryError, PublishError
-from yarl import URL
 
 from gateway.batch import BATCH_CONTENT_TYPE, BatchFormatError, ItemError, decode_replies
 from gateway.batch import encode_requests as encode_batch
 from gateway.config import GatewaySettings
+from gateway.connect import connect, redact_url
 from gateway.liveness import Watchdog, heartbeat_of, is_blocked
 from gateway.management import ManagementError, fetch_queues
 from gateway.metrics import GatewayMetrics
@@ -56,7 +56,7 @@ from gateway.topology import (
     TEXT_CONTENT_TYPE,
 )
 
-__all__ = ["Broker", "BrokerUnavailable", "QueueSample", "redact_url"]
+__all__ = ["Broker", "QueueSample"]
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +65,6 @@ log = logging.getLogger(__name__)
 # the outbox and leave together in the next batch (group commit): fewer, larger
 # AMQP messages under load, no added delay when idle.
 MAX_PUBLISHES_IN_FLIGHT = 2
-
-
-class BrokerUnavailable(RuntimeError):
-    """The broker could not be reached at start-up."""
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for logs and errors."""
-    try:
-        parsed = URL(url)
-    except ValueError:
-        return "<invalid url>"
-    if parsed.password:
-        parsed = parsed.with_password("***")
-    return str(parsed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,20 +128,9 @@ class Broker:
             BrokerUnavailable: the broker did not accept a connection in time.
         """
         url = self.settings.rabbitmq_url
-        try:
-            async with asyncio.timeout(connect_timeout):
-                self._publish_conn = await aio_pika.connect_robust(
-                    url, client_properties={"connection_name": "hopline-gateway-publish"}
-                )
-                self._consume_conn = await aio_pika.connect_robust(
-                    url, client_properties={"connection_name": "hopline-gateway-consume"}
-                )
-        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
-            await self.close()
-            reason = str(exc) or type(exc).__name__
-            raise BrokerUnavailable(
-                f"cannot reach RabbitMQ at {redact_url(url)}: {reason}"
-            ) from None
+        self._publish_conn, self._consume_conn = await connect(
+            url, ["hopline-gateway-publish", "hopline-gateway-consume"], connect_timeout
+        )
         self._publish_channel = await self._publish_conn.channel(
             publisher_confirms=True, on_return_raises=True
         )

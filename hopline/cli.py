@@ -84,7 +84,7 @@ def main(ctx: click.Context, verbose: int) -> None:
 @gateway_options
 def gateway(**kw: Any) -> None:
     """Run the WebSocket gateway: /ws, /stream/<message>, /health, /metrics, /stats."""
-    from gateway.broker import BrokerUnavailable
+    from gateway.connect import BrokerUnavailable
     from gateway.server import Gateway
     from hopline.run import run, run_until_signalled
 
@@ -110,7 +110,7 @@ def gateway(**kw: Any) -> None:
 @processor_options
 def processor(handler: str, **kw: Any) -> None:
     """Run a processor: consume requests, apply the handler, reply."""
-    from gateway.broker import BrokerUnavailable
+    from gateway.connect import BrokerUnavailable
     from hopline.run import run, run_until_signalled
     from processor.handlers import HandlerError, load_handler
     from processor.worker import Processor

@@ -14,8 +14,8 @@ from typing import Any
 import click
 from yarl import URL
 
-from gateway.broker import BrokerUnavailable, redact_url
 from gateway.config import GatewaySettings
+from gateway.connect import BrokerUnavailable, redact_url
 from gateway.server import Gateway
 from hopline.broker_node import PrivateBroker, port_answers, rabbitmq_server_path
 from hopline.run import run, run_until_signalled

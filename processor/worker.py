@@ -45,8 +45,8 @@ from gateway.batch import (
     decode_requests,
     encode_replies,
 )
-from gateway.broker import BrokerUnavailable, redact_url
 from gateway.config import DEFAULT_RABBITMQ_URL
+from gateway.connect import connect
 from gateway.topology import (
     ATTEMPTS_HEADER,
     BINARY_CONTENT_TYPE,
@@ -101,17 +101,9 @@ class Processor:
         Raises:
             BrokerUnavailable: the broker did not accept a connection in time.
         """
-        url = self.settings.rabbitmq_url
-        try:
-            async with asyncio.timeout(connect_timeout):
-                self._conn = await aio_pika.connect_robust(
-                    url, client_properties={"connection_name": "hopline-processor"}
-                )
-        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
-            reason = str(exc) or type(exc).__name__
-            raise BrokerUnavailable(
-                f"cannot reach RabbitMQ at {redact_url(url)}: {reason}"
-            ) from None
+        (self._conn,) = await connect(
+            self.settings.rabbitmq_url, ["hopline-processor"], connect_timeout
+        )
         self._channel = await self._conn.channel(publisher_confirms=True)
         await self._channel.set_qos(prefetch_count=self.settings.prefetch)
         plain, batch = await self.settings.topology.declare(self._channel)
