@@ -123,6 +123,7 @@ class Worker:
         self._all_closed = asyncio.Event()
         self._ledger_rows: list[str] = []
         self._dropped_early: list[int] = []  # connections lost before the load started
+        self._last_seq: dict[int, int] = {}  # a reopened connection continues its numbering
         self._no_conn_since: int | None = None
         self._give_up_ns = int((plan.connect_timeout + 2 * RECONNECT_DELAY + 1) * NS)
 
@@ -200,6 +201,7 @@ class Worker:
         uri = self.uri
         started = _now()
         conn = Connection(self, index, uri, self.codec)
+        conn.seq = self._last_seq.get(index, 0)
         try:
             async with asyncio.timeout(self.plan.connect_timeout):
                 await self.loop.create_connection(lambda: conn, uri.host, uri.port, ssl=self.ssl)
@@ -237,6 +239,7 @@ class Worker:
     def on_lost(self, conn: Connection, exc: Exception | None) -> None:
         """A connection closed: forget it, and reopen it while the load runs."""
         self.conns.discard(conn)
+        self._last_seq[conn.index] = conn.seq
         if self._closing_all and not self.conns:
             self._all_closed.set()
         with contextlib.suppress(ValueError):

@@ -83,6 +83,7 @@ def test_disconnects_and_the_ledger_add_up(tmp_path: Path) -> None:
     assert_adds_up(result)
     rows = [json.loads(line) for line in ledger.read_text().splitlines()]
     assert len(rows) == result.aggregate.counters["sent"]
+    assert len({(r["worker"], r["conn"], r["seq"]) for r in rows}) == len(rows)  # unique ids
     by_outcome: dict[str, int] = {}
     for row in rows:
         by_outcome[row["outcome"]] = by_outcome.get(row["outcome"], 0) + 1
