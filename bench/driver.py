@@ -35,6 +35,8 @@ from wsclient import WsClient, open_client
 __all__ = ["main"]
 
 HIST_MAX_US = 600_000_000  # ten minutes
+# Not loop.time(): under uvloop that is libuv's cached, millisecond clock.
+clock = time.perf_counter
 CONNECT_ATTEMPTS = 3
 
 
@@ -114,7 +116,6 @@ async def connect_all(
     """
     clients: list[WsClient | None] = [None] * n
     next_index = 0
-    clock = time.monotonic
     if failures is None:
         failures = []
 
@@ -153,7 +154,6 @@ async def run_closed(args: argparse.Namespace) -> dict:
     """Closed loop: one request in flight per connection."""
     clients = await connect_all(args.url, args.connections, 100)
     tally = Tally()
-    loop = asyncio.get_running_loop()
     window = [float("inf"), float("inf")]  # [start, end] in loop time
     running = True
     suffix = args.suffix
@@ -165,12 +165,12 @@ async def run_closed(args: argparse.Namespace) -> dict:
             state["seq"] += 1
             text = f"{index}:{state['seq']}"
             state["expected"] = text + suffix
-            state["t0"] = loop.time()
+            state["t0"] = clock()
             tally.sent += 1
             client.send(text)
 
         def on_text(text: str) -> None:
-            now = loop.time()
+            now = clock()
             tally.check(text, state["expected"])
             if window[0] <= now < window[1]:
                 tally.in_window += 1
@@ -185,7 +185,7 @@ async def run_closed(args: argparse.Namespace) -> dict:
         start(i, client)
     await asyncio.sleep(args.warmup)
     cpu0 = time.process_time()
-    window[0] = loop.time()
+    window[0] = clock()
     emit("window-start")
     window[1] = window[0] + args.duration
     await asyncio.sleep(args.duration)
@@ -202,7 +202,6 @@ async def run_open(args: argparse.Namespace) -> dict:
     """Open loop at ``--rate`` requests/s, latency from the scheduled send time."""
     clients = await connect_all(args.url, args.connections, 100)
     tally = Tally()
-    loop = asyncio.get_running_loop()
     suffix = args.suffix
     window = [float("inf"), float("inf")]
     queues: list[list[tuple[float, str]]] = [[] for _ in clients]  # FIFO per socket (plain mode)
@@ -212,7 +211,7 @@ async def run_open(args: argparse.Namespace) -> dict:
         pending = queues[index]
 
         def on_text(text: str) -> None:
-            now = loop.time()
+            now = clock()
             scheduled, expected = pending[heads[index]]
             heads[index] += 1
             if heads[index] > 1024:
@@ -228,7 +227,7 @@ async def run_open(args: argparse.Namespace) -> dict:
     for i, client in enumerate(clients):
         client.on_text = on_text_for(i)
     interval = 1.0 / args.rate
-    t_begin = loop.time() + 0.01
+    t_begin = clock() + 0.01
     window[0] = t_begin + args.warmup
     window[1] = window[0] + args.duration
     total = round((args.warmup + args.duration) * args.rate)
@@ -237,7 +236,7 @@ async def run_open(args: argparse.Namespace) -> dict:
     started = False
     i = 0
     while i < total:
-        now = loop.time()
+        now = clock()
         if not started and now >= window[0]:
             started = True
             cpu0 = time.process_time()
@@ -251,7 +250,7 @@ async def run_open(args: argparse.Namespace) -> dict:
             tally.sent += 1
             clients[c].send(text)
             i += 1
-        await asyncio.sleep(max(0.0, t_begin + i * interval - loop.time()))
+        await asyncio.sleep(max(0.0, t_begin + i * interval - clock()))
     if not started:
         cpu0 = time.process_time()
         emit("window-start")
@@ -294,14 +293,14 @@ async def run_hold(args: argparse.Namespace) -> dict:
             break  # stdin closed
         if line != "request":
             continue
-        sent_at = loop.time()
+        sent_at = clock()
         for i, client in enumerate(clients):
             text = f"{args.offset + i}:1"
             expected = text + args.suffix
 
             def on_text(reply: str, expected: str = expected, sent_at: float = sent_at) -> None:
                 tally.in_window += 1
-                tally.hist.record_value(max(1, int((loop.time() - sent_at) * 1e6)))
+                tally.hist.record_value(max(1, int((clock() - sent_at) * 1e6)))
                 tally.check(reply, expected)
 
             client.on_text = on_text

@@ -51,6 +51,10 @@ def targets(s: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             sc["rss_per_connection_kib"], RSS_PER_CONN_KIB, higher=False, unit="KiB"
         )
         out["accept_rate_per_s"] = _goal(sc["accept_rate"], ACCEPT_RATE, higher=True, unit="/s")
+    if "open_low_reference" in s and "open_low_hopline" in s:
+        out["open_p99_vs_reference_at_low_rate"] = _report(
+            _ratio(s["open_low_hopline"]["p99_ms"], s["open_low_reference"]["p99_ms"])
+        )
     if "scale_hopline" in s and "scale_echo" in s:
         hop_sc, echo_sc = s["scale_hopline"], s["scale_echo"]
         out["accept_rate_vs_bare_websockets"] = _report(
@@ -229,6 +233,8 @@ ROWS = [
     ("closed_hopline_persistent", "a. closed loop, 50 conns", "hopline --persistent"),
     ("open_reference", "b. open loop 500/s, 100 conns", "reference"),
     ("open_hopline", "b. open loop 500/s, 100 conns", "hopline"),
+    ("open_low_reference", "b'. open loop {rate}/s, 100 conns", "reference"),
+    ("open_low_hopline", "b'. open loop {rate}/s, 100 conns", "hopline"),
     ("scale_hopline", "c. 1 request on each socket", "hopline"),
     ("scale_echo", "c. 1 request on each socket", "bare websockets echo"),
     ("ceiling_echo", "d. ceiling, 50 conns", "bare websockets echo"),
@@ -246,6 +252,7 @@ def markdown_table(s: dict[str, dict[str, Any]], goals: dict[str, dict[str, Any]
         r = s.get(key)
         if r is None:
             continue
+        scenario = scenario.format(rate=f"{r.get('rate', 0):g}")
         if key.startswith("scale_"):
             system = (
                 f"{system}, {r['ok']:,} sockets, {r['accept_rate']:,.0f} accepts/s, "

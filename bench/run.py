@@ -233,6 +233,8 @@ class Bench:
         # what else the machine does affects every system alike.
         await self.interleaved("closed", [*systems, echo, amqp])
         await self.interleaved("open", [ref, hop])
+        if a.low_rate > 0:
+            await self.interleaved("open_low", [ref, hop])
         for s in (ref, amqp, *systems[2:]):
             await self.stop(*s.procs)
         if a.scale > 0:
@@ -247,7 +249,10 @@ class Bench:
         await self.stop(*hop.procs, *processors)
 
     async def interleaved(self, mode: str, systems: list[System]) -> None:
-        """Scenario ``mode`` on every system, in ``--rounds`` alternating slices."""
+        """Scenario ``mode`` on every system, in ``--rounds`` alternating slices.
+
+        ``mode``: ``closed`` (a.), ``open`` (b., 500/s) or ``open_low`` (b. at ``--low-rate``).
+        """
         rounds = self.args.rounds
         slice_s = self.args.duration / rounds
         parts: dict[str, list[dict[str, Any]]] = {s.key: [] for s in systems}
@@ -343,8 +348,10 @@ class Bench:
         if mode == "closed":
             load = ["--connections", "50", "--suffix", suffix]
         else:
-            load = ["--connections", "100", "--rate", "500", "--suffix", suffix]
-        return [PY, str(BENCH / "driver.py"), mode, "--url", system.url, *load, *timing]
+            rate = 500 if mode == "open" else self.args.low_rate
+            load = ["--connections", "100", "--rate", str(rate), "--suffix", suffix]
+        driver_mode = "closed" if mode == "closed" else "open"
+        return [PY, str(BENCH / "driver.py"), driver_mode, "--url", system.url, *load, *timing]
 
     async def drive(self, system: System, mode: str, duration: float) -> dict[str, Any]:
         """One measured window on ``system``; CPU of its processes sampled over the window."""
@@ -615,6 +622,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "settings": {
             "duration_s": args.duration,
             "rounds": args.rounds,
+            "low_rate": args.low_rate,
             "warmup_s": args.warmup,
             "hopline_processors": args.processors,
             "scale_connections": args.scale,
@@ -668,6 +676,12 @@ def main() -> None:
         "--scale-concurrency", type=int, default=64, help="handshakes in flight per driver [64]"
     )
     parser.add_argument("--profile", action="store_true", help="also run (a) under py-spy")
+    parser.add_argument(
+        "--low-rate",
+        type=float,
+        default=200.0,
+        help="also run (b) at this rate, below the reference's capacity; 0 skips [200]",
+    )
     parser.add_argument(
         "--no-persistent-row",
         dest="persistent_row",
