@@ -1,9 +1,11 @@
 """How fast can ``hopline loadtest`` drive a trivial server, next to a raw websockets loop?
 
-Both clients run in this process, one after the other (alternating, several
-rounds), against the same in-process echo server (a ``websockets`` server on its
-own thread and event loop, no compression, replies with the frame unchanged and
-accepts ``hopline.v1``). Same connections, same in-flight (1), same duration:
+Both clients run in this process on the same event loop implementation (uvloop
+when installed, as hopline uses; ``HOPLINE_LOOP=asyncio`` for asyncio's own), one
+after the other (alternating, several rounds), against the same in-process echo
+server (a ``websockets`` server on its own thread and event loop, no compression,
+replies with the frame unchanged and accepts ``hopline.v1``). Same connections,
+same in-flight (1), same duration:
 
 * ``raw``: the minimal ``websockets`` asyncio client loop, one task per
   connection doing ``await ws.send(msg); await ws.recv()`` (compression off,
@@ -39,6 +41,7 @@ from rich.table import Table
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from hopline.run import run as run_loop
 from loadtest.runner import LoadSettings, run
 
 RESULTS = Path(__file__).resolve().parent / "results" / "loadtest_overhead.json"
@@ -125,7 +128,7 @@ def main() -> None:
     samples: dict[str, list[float]] = {"raw": [], "plain": [], "hopline.v1": []}
     cpu_us: dict[str, list[float]] = {"raw": [], "plain": [], "hopline.v1": []}
     runs = {
-        "raw": lambda: asyncio.run(raw_loop(url, args.connections, args.seconds)),
+        "raw": lambda: run_loop(raw_loop(url, args.connections, args.seconds)),
         "plain": lambda: tool(url, args.connections, args.seconds, "plain"),
         "hopline.v1": lambda: tool(url, args.connections, args.seconds, "hopline.v1"),
     }

@@ -4,7 +4,8 @@
 starts them on a shared schedule (connect from ``start``, load from
 ``start + ramp_up``), passes every interval report to ``on_report`` as it arrives
 and returns the merged :class:`RunResult`. With one process the worker runs on
-an event loop in this process; with more, each worker process gets a share of the
+an event loop in this process (uvloop when installed, like hopline's services:
+``HOPLINE_LOOP=asyncio`` opts out); with more, each worker process gets a share of the
 connections, of the rate and of the request budget, and reports over a pipe.
 Histograms travel encoded and are added exactly (see :mod:`loadtest.stats`).
 """
@@ -24,6 +25,7 @@ from multiprocessing.connection import Connection as Pipe
 from multiprocessing.connection import wait
 from typing import Any, Literal
 
+from hopline.run import run as run_loop
 from loadtest.messages import Codec, Expect, Protocol
 from loadtest.stats import Aggregate, HdrHistogram, decode, merge_counts, new_histogram
 from loadtest.worker import NS, Worker, WorkerPlan
@@ -265,7 +267,7 @@ def _run_here(settings: LoadSettings, collect: Collect) -> int:
             if installed:
                 loop.remove_signal_handler(signal.SIGINT)
 
-    asyncio.run(main())
+    run_loop(main())
     return plan.load_ns
 
 
@@ -361,7 +363,7 @@ def _child_main(pipe: Pipe, draft: WorkerPlan) -> None:
             loop.remove_reader(pipe.fileno())
 
     try:
-        asyncio.run(main())
+        run_loop(main())
     except Exception as exc:
         pipe.send(("error", f"{exc.__class__.__name__}: {exc}"))
         raise
