@@ -37,7 +37,23 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "HandshakeFailed", "Sink", "failure_reason", "text_frame"]
 
-_loads = json.loads
+_scan_once = json.JSONDecoder().scan_once  # the C scanner, without json.loads' wrapper
+
+
+def _loads(data: bytes) -> Any:
+    """``json.loads`` for one compact JSON document in UTF-8 (a reply frame), cheaper.
+
+    Raises:
+        ValueError: not UTF-8 or not JSON.
+    """
+    text = data.decode()
+    try:
+        obj, end = _scan_once(text, 0)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    return obj if end == len(text) else json.loads(text)
+
+
 _now = time.monotonic_ns
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
 _OPEN = State.OPEN
