@@ -39,6 +39,9 @@ def targets(s: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     if "closed_reference" in s and "closed_hopline" in s:
         x = _ratio(s["closed_hopline"]["throughput"], s["closed_reference"]["throughput"])
         out["throughput_vs_reference"] = _goal(x, THROUGHPUT_X, higher=True, unit="x")
+    if "closed_reference" in s and "closed_hopline" in s:
+        own = [_own_cpu_us(s["closed_reference"]), _own_cpu_us(s["closed_hopline"])]
+        out["cpu_per_reply_reference_over_hopline"] = _report(_ratio(own[0], own[1]))
     if "open_reference" in s and "open_hopline" in s:
         f = _ratio(s["open_hopline"]["p99_ms"], s["open_reference"]["p99_ms"])
         out["open_p99_vs_reference"] = _goal(f, OPEN_P99_FRACTION, higher=False, unit="x")
@@ -69,6 +72,11 @@ def targets(s: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     if hop is not None and "ceiling_amqp" in s:
         out["fraction_of_amqp_ceiling"] = _report(_ratio(hop, s["ceiling_amqp"]["throughput"]))
     return out
+
+
+def _own_cpu_us(r: dict[str, Any]) -> float:
+    """CPU µs per reply of the measured processes (not the machine's other load)."""
+    return sum(v["cpu_us"] for k, v in per_request(r).items() if k not in ("machine", "others"))
 
 
 def _number(x: float) -> str:
