@@ -616,7 +616,7 @@ async def main_async(args: argparse.Namespace) -> int:
     if problems:
         print("\nCOUNT PROBLEMS:\n" + "\n".join(problems))
     out = {
-        "command": " ".join([Path(PY).name, *sys.argv]),
+        "command": " ".join([_shown(PY), *sys.argv]),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": info,
         "settings": {
@@ -640,6 +640,14 @@ async def main_async(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
         log(f"wrote {args.json}")
     return 1 if problems else 0
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the repository when inside it (``.venv/bin/python``)."""
+    try:
+        return str(Path(path).relative_to(ROOT))
+    except ValueError:
+        return path
 
 
 def keep_logs(tmp: Path, args: argparse.Namespace) -> None:
