@@ -670,7 +670,7 @@ def main() -> None:
         default=os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     )
     parser.add_argument(
-        "--duration", type=float, help="seconds measured per scenario [10; quick 3]"
+        "--duration", type=float, help="seconds measured per scenario [20; quick 3]"
     )
     parser.add_argument("--warmup", type=float, help="seconds before measuring [2; quick 1]")
     parser.add_argument("--processors", type=int, default=1, help="hopline processor processes [1]")
@@ -697,15 +697,15 @@ def main() -> None:
         help="skip (a) through a hopline gateway started with --persistent",
     )
     parser.add_argument(
-        "--rounds", type=int, help="slices per system, interleaved, per scenario [2; quick 1]"
+        "--rounds", type=int, help="slices per system, interleaved, per scenario [4; quick 1]"
     )
     parser.add_argument(
         "--keep-logs", action="store_true", help="copy process logs next to the JSON"
     )
     args = parser.parse_args()
-    args.duration = args.duration or (3.0 if args.quick else 10.0)
+    args.duration = args.duration or (3.0 if args.quick else 20.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
-    args.rounds = args.rounds or (1 if args.quick else 2)
+    args.rounds = args.rounds or (1 if args.quick else 4)
     args.scale = args.scale if args.scale is not None else (2000 if args.quick else 10000)
     os.chdir(ROOT)
     sys.exit(asyncio.run(main_async(args)))
