@@ -55,6 +55,12 @@ def _parse_slos(ctx: click.Context, param: click.Parameter, values: tuple[str, .
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @option("--url", env="HOPLINE_URL", default="ws://localhost:8000/ws", help="WebSocket endpoint.")
 @option(
+    "--token",
+    env="HOPLINE_TOKEN",
+    default=None,
+    help="JWT for a gateway with --token-secret (sent as Authorization: Bearer).",
+)
+@option(
     "--protocol",
     env="HOPLINE_LOADTEST_PROTOCOL",
     default="hopline.v1",

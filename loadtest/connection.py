@@ -109,8 +109,11 @@ class Sink(Protocol):
 class Connection(asyncio.Protocol):
     """One WebSocket connection of a worker (see the module docstring)."""
 
-    def __init__(self, sink: Sink, index: int, uri: WebSocketURI, codec: Codec) -> None:
+    def __init__(
+        self, sink: Sink, index: int, uri: WebSocketURI, codec: Codec, token: str | None = None
+    ) -> None:
         self.sink = sink
+        self._token = token
         self.index = index
         self.codec = codec
         self.plain = codec.protocol == "plain"
@@ -135,7 +138,10 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.ws.send_request(self.ws.connect())
+        request = self.ws.connect()
+        if self._token:
+            request.headers["Authorization"] = f"Bearer {self._token}"
+        self.ws.send_request(request)
         self.flush()
 
     def data_received(self, data: bytes) -> None:

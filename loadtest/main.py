@@ -63,6 +63,7 @@ def settings_from_options(kw: Mapping[str, Any], explicit: set[str]) -> LoadSett
         message=kw["message"],
         expect=kw["expect"],
         ledger=kw["ledger"],
+        token=kw["token"] or None,
     )
 
 

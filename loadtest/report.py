@@ -12,7 +12,8 @@ unless the key says ``_s``; latency keys are ``null`` when there was no reply::
       "interrupted": false,                         # stopped early with Ctrl-C
       "settings": {"url", "protocol", "model": "closed"|"open", "connections", "procs",
                    "in_flight", "think_s", "rate", "duration_s", "ramp_up_s", "requests",
-                   "timeout_s", "connect_timeout_s", "message", "expect", "ledger"},
+                   "timeout_s", "connect_timeout_s", "message", "expect", "ledger",
+                   "token": true|false},            # whether a token was sent (never the token)
       "elapsed_s": 10.01,                           # load start -> end of sending or last
                                                     # request resolved, whichever is later
       "requests": {"sent", "ok", "mismatch", "error", "timeout", "disconnect",

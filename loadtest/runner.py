@@ -64,6 +64,7 @@ class LoadSettings:
         message: request data; ``{n}`` becomes the request's sequence number.
         expect: reply check: ``world``, ``echo`` or ``none``.
         ledger: path of the per-request ledger, ``None`` for none.
+        token: JWT sent as ``Authorization: Bearer`` (never written to reports).
     """
 
     url: str = "ws://localhost:8000/ws"
@@ -81,6 +82,7 @@ class LoadSettings:
     message: str = "hello {n}"
     expect: Expect = "world"
     ledger: str | None = None
+    token: str | None = field(default=None, repr=False)
 
     @property
     def model(self) -> Literal["open", "closed"]:
@@ -109,6 +111,7 @@ class LoadSettings:
             "message": self.message,
             "expect": self.expect,
             "ledger": self.ledger,
+            "token": self.token is not None,
         }
 
 
@@ -195,6 +198,7 @@ def plans(settings: LoadSettings, start_ns: int) -> list[WorkerPlan]:
                 end_ns=end_ns,
                 ledger_path=ledger,
                 ledger_format=settings.ledger_format,
+                token=settings.token,
             )
         )
     return out

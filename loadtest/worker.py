@@ -27,7 +27,7 @@ import math
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from websockets.uri import parse_uri
@@ -71,6 +71,7 @@ class WorkerPlan:
     end_ns: int | None
     ledger_path: str | None = None
     ledger_format: str = "jsonl"
+    token: str | None = field(default=None, repr=False)
 
 
 class Worker:
@@ -200,7 +201,7 @@ class Worker:
     async def _open(self, index: int, reconnect: bool = False) -> None:
         uri = self.uri
         started = _now()
-        conn = Connection(self, index, uri, self.codec)
+        conn = Connection(self, index, uri, self.codec, self.plan.token)
         conn.seq = self._last_seq.get(index, 0)
         try:
             async with asyncio.timeout(self.plan.connect_timeout):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from gateway.security import mint_token
 from tests.conftest import Stack, ws_url
 
 
@@ -91,3 +93,21 @@ async def test_failed_handshakes_are_reported_by_reason(stack: Stack, tmp_path: 
     assert code == 4
     assert "HTTP 404: 3" in err
     assert data["connections"]["failures"] == {"HTTP 404": 3}
+
+
+async def test_token_opens_an_authenticated_gateway(stack: Stack, tmp_path: Path) -> None:
+    """--token is sent as a bearer token: without it 401, with it every request succeeds."""
+    secret = "s3cret-" * 6
+    gw = await stack.gateway(token_secret=secret)
+    await stack.processor("world")
+    code, data, _ = await loadtest(tmp_path, "--url", ws_url(gw), "-c", "2", "-n", "10")
+    assert code == 4
+    assert data["connections"]["failures"] == {"HTTP 401": 2}
+    token = mint_token(secret, 60, time.time())
+    code, data, err = await loadtest(
+        tmp_path, "--url", ws_url(gw), "-c", "2", "-n", "10", "--token", token
+    )
+    assert code == 0, err
+    assert data["requests"]["ok"] == 10
+    assert data["settings"]["token"] is True
+    assert token not in (tmp_path / "report.json").read_text()
