@@ -4,7 +4,8 @@ It speaks both gateway modes: ``hopline.v1`` (when the client offers it) and pla
 Each request gets ``data + " world"`` back after ``delay`` seconds, unless a fault
 applies: every ``error_every``-th request gets a ``busy`` error reply, every
 ``wrong_every``-th a wrong reply, the ``drop_after``-th request of a connection
-closes that connection without a reply, and one *stall* (from ``stall_after``
+closes that connection without a reply (and, with ``stop_listening_on_drop``,
+stops accepting connections), and one *stall* (from ``stall_after``
 seconds after the first request, for ``stall_for`` seconds) holds every reply
 until it ends. Its own loop and thread let sync tests (CliRunner) and the load
 tester's ``asyncio.run`` use it alike.
@@ -32,6 +33,7 @@ class EchoServer:
     error_every: int = 0
     wrong_every: int = 0
     drop_after: int = 0
+    stop_listening_on_drop: bool = False
     stall_after: float | None = None
     stall_for: float = 0.0
     port: int = 0
@@ -41,6 +43,7 @@ class EchoServer:
     _stop: asyncio.Future[None] | None = None
     _thread: threading.Thread | None = None
     _first: float | None = None
+    _listener: Any = None
     _ready: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -78,6 +81,7 @@ class EchoServer:
             ),
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
+            self._listener = server.server
             self._ready.set()
             await self._stop
 
@@ -93,6 +97,8 @@ class EchoServer:
             if self._first is None:
                 self._first = now
             if self.drop_after and on_this_socket >= self.drop_after:
+                if self.stop_listening_on_drop:
+                    self._listener.close()  # new connections are refused from now on
                 ws.transport.abort()  # type: ignore[attr-defined]
                 return
             reply = self._reply(str(message), v1, self.received)

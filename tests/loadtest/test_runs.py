@@ -162,3 +162,12 @@ def test_frames_of_every_length_class() -> None:
             message = "x" * size + "{n}"
             result = load(server, connections=1, message=message, requests=5, duration=None)
         assert outcomes(result)["ok"] == 5, size
+
+
+def test_closed_loop_gives_up_when_no_connection_comes_back() -> None:
+    """When every connection is lost and reconnects are refused, the run ends (no hang)."""
+    with EchoServer(drop_after=1, stop_listening_on_drop=True) as server:
+        result = load(server, connections=1, requests=100, duration=None, connect_timeout=0.5)
+    assert outcomes(result)["disconnect"] == 1
+    assert result.aggregate.counters["sent"] == 1
+    assert result.connect_failures.get("refused", 0) >= 1
