@@ -73,7 +73,8 @@ def main(ctx: click.Context, verbose: int) -> None:
     """hopline: request/reply messaging over WebSockets and RabbitMQ.
 
     Exit codes: 0 ok, 1 failed (error reply, threshold missed), 2 usage error,
-    3 could not start (broker or gateway unreachable).
+    3 could not start (broker or gateway unreachable), 4 no connection could be
+    made (loadtest), 130 interrupted.
     """
     configure_logging(verbose)
     ctx.obj = {"verbose": verbose}
