@@ -550,11 +550,13 @@ def histogram_delta(before: dict[str, float], after: dict[str, float]) -> dict[s
     }
 
 
-async def check_broker(url: str) -> None:
-    """Fail fast with a clear message when RabbitMQ is not reachable."""
+async def check_broker(url: str) -> str:
+    """The broker's product and version; exit 3 with one line when it is not reachable."""
     try:
         conn = await aio_pika.connect(url, timeout=5)
+        props = conn.transport.connection.server_properties if conn.transport else {}
         await conn.close()
+        return f"{props.get('product', '?')} {props.get('version', '?')}"
     except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
         print(
             f"error: cannot reach RabbitMQ at {url}: {exc or type(exc).__name__}", file=sys.stderr
@@ -564,8 +566,9 @@ async def check_broker(url: str) -> None:
 
 async def main_async(args: argparse.Namespace) -> int:
     """Run every scenario, print the table, write the JSON."""
-    await check_broker(args.rabbitmq_url)
+    broker = await check_broker(args.rabbitmq_url)
     info = machine()
+    info["broker"] = broker
     log(f"machine: {info['nproc']} x {info['cpu_model']}, Python {info['python']}")
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
