@@ -63,3 +63,16 @@ def test_encoders_round_trip_through_json() -> None:
     assert json.loads(encode_plain_error(ErrorCode.BUSY, "full")) == {
         "error": {"code": "busy", "message": "full"}
     }
+
+
+def test_latency_histogram_buckets_follow_prometheus_le() -> None:
+    """An observation equal to a bound counts in that bound's bucket; larger ones in +Inf."""
+    from gateway.metrics import Histogram
+
+    h = Histogram((0.001, 0.01))
+    for value in (0.001, 0.0011, 0.5):
+        h.observe(value)
+    family = h.family("x", "doc")
+    buckets = {s.labels["le"]: s.value for s in family.samples if s.name == "x_bucket"}
+    assert buckets == {"0.001": 1, "0.01": 2, "+Inf": 3}
+    assert h.count == 3
