@@ -30,6 +30,8 @@ class GatewaySettings:
             consume the batch queue, ``on`` always, ``off`` never (one plain AMQP
             message per request).
         max_batch: most requests in one batch message.
+        compression: ``deflate`` negotiates permessage-deflate with clients that
+            offer it; ``none`` never does (less memory per socket and CPU).
         max_message_size: largest frame accepted from a client, in bytes
             (larger frames close the socket with 1009).
         persistent: publish requests as persistent messages.
@@ -65,6 +67,7 @@ class GatewaySettings:
     batching: BatchingMode = "auto"
     max_batch: int = 512
     max_message_size: int = 64 * 1024
+    compression: Literal["deflate", "none"] = "deflate"
     persistent: bool = False
     management_url: str | None = None
     stats_interval: float = 1.0

@@ -201,6 +201,10 @@ class Gateway:
             open_timeout=None,
             create_connection=_connection_class(self),
             logger=ws_logger,
+            compression=None if s.compression == "none" else "deflate",
+            # The default backlog (100) overflowed while 10,000 clients connected, and
+            # SYN retransmits then delayed handshakes by seconds (bench/ scale scenario).
+            backlog=1024,
         )
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_stalled())
         log.info("listening on ws://%s:%d/ws", s.host, self.port)

@@ -136,6 +136,14 @@ gateway_options = _compose(
         help="Largest client frame in bytes; larger ones close the socket with 1009.",
     ),
     option(
+        "--compression",
+        env="HOPLINE_COMPRESSION",
+        default=_GATEWAY_DEFAULTS.compression,
+        type=click.Choice(["deflate", "none"]),
+        help="permessage-deflate for clients that offer it (about 45 KiB per socket "
+        "instead of 20); none saves memory and CPU on small messages.",
+    ),
+    option(
         "--persistent/--transient",
         env="HOPLINE_PERSISTENT",
         default=_GATEWAY_DEFAULTS.persistent,
@@ -256,6 +264,7 @@ def gateway_settings(kw: dict[str, Any]) -> GatewaySettings:
         batching=kw["batching"],
         max_batch=kw["max_batch"],
         max_message_size=kw["max_message_size"],
+        compression=kw["compression"],
         persistent=kw["persistent"],
         management_url=kw["management_url"],
         drain_timeout=kw["drain_timeout"],

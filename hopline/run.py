@@ -6,6 +6,7 @@ The first signal starts a clean shutdown; a second one forces an immediate exit.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -55,6 +56,12 @@ async def run_until_signalled(
         loop.add_signal_handler(sig, on_signal)
     try:
         await start()
+        # Everything allocated at start-up lives as long as the process: move it out of
+        # the collector's way, and collect the young generation less often (the hot
+        # path allocates many short-lived objects; about 3 % of gateway CPU went to GC).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
         if started is not None:
             started()
         await stop_requested.wait()

@@ -156,3 +156,18 @@ async def test_closed_socket_cleans_up_its_pending_requests(stack: Stack) -> Non
         assert asyncio.get_running_loop().time() < deadline, "pending requests leaked"
         await asyncio.sleep(0.01)
     gate.released.set()
+
+
+async def test_compression_none_declines_permessage_deflate(stack: Stack) -> None:
+    """--compression none: a client offering deflate gets no extension and is still served."""
+    gw = await stack.gateway(compression="none")
+    await stack.processor()
+    async with connect(ws_url(gw), compression="deflate") as ws:
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        await ws.send("hello")
+        assert await ws.recv() == "hello world"
+    gw2 = await stack.gateway()
+    async with connect(ws_url(gw2), compression="deflate") as ws:
+        assert ws.response is not None
+        assert "permessage-deflate" in ws.response.headers["Sec-WebSocket-Extensions"]
