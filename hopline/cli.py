@@ -18,6 +18,7 @@ from hopline.options import (
     option,
     processor_options,
     processor_settings,
+    token_option,
     topology_options,
 )
 
@@ -137,13 +138,7 @@ def processor(handler: str, **kw: Any) -> None:
     type=click.FloatRange(min=0.001),
     help="Seconds to wait for all replies.",
 )
-@option(
-    "--token",
-    env="HOPLINE_TOKEN",
-    default=None,
-    show_default=False,
-    help="Bearer token for a gateway run with --token-secret.",
-)
+@token_option
 def send(messages: tuple[str, ...], url: str, timeout: float, token: str | None) -> None:
     """Send MESSAGES (all at once) and print each reply on its own line, in order."""
     from hopline.send import SendError, send_messages

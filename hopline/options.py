@@ -23,6 +23,7 @@ __all__ = [
     "option",
     "processor_options",
     "processor_settings",
+    "token_option",
     "topology_options",
 ]
 
@@ -58,6 +59,14 @@ def _compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
 
 broker_url_option = option(
     "--rabbitmq-url", env="RABBITMQ_URL", default=DEFAULT_RABBITMQ_URL, help="AMQP URL of RabbitMQ."
+)
+
+token_option = option(
+    "--token",
+    env="HOPLINE_TOKEN",
+    default=None,
+    show_default=False,
+    help="JWT for a gateway run with --token-secret (sent as 'Authorization: Bearer').",
 )
 
 topology_options = _compose(

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from hopline.options import option
+from hopline.options import option, token_option
 from loadtest.slo import SLO, SLOError, parse_duration, parse_slo
 
 __all__ = ["loadtest"]
@@ -54,12 +54,7 @@ def _parse_slos(ctx: click.Context, param: click.Parameter, values: tuple[str, .
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @option("--url", env="HOPLINE_URL", default="ws://localhost:8000/ws", help="WebSocket endpoint.")
-@option(
-    "--token",
-    env="HOPLINE_TOKEN",
-    default=None,
-    help="JWT for a gateway with --token-secret (sent as Authorization: Bearer).",
-)
+@token_option
 @option(
     "--protocol",
     env="HOPLINE_LOADTEST_PROTOCOL",

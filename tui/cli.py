@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hopline.options import option
+from hopline.options import option, token_option
 from tui.config import DEFAULT_URL, TuiSettings, stats_url
 
 __all__ = ["tui"]
@@ -28,13 +28,7 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
     callback=_check_url,
     help="Gateway WebSocket URL; /stats is read from the same host and port.",
 )
-@option(
-    "--token",
-    env="HOPLINE_TOKEN",
-    default=None,
-    show_default=False,
-    help="Bearer token sent as 'Authorization: Bearer <token>'.",
-)
+@token_option
 @option(
     "--burst",
     env="HOPLINE_TUI_BURST",
