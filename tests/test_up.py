@@ -16,6 +16,7 @@ from gateway.config import GatewaySettings
 from gateway.server import Gateway
 from gateway.topology import QueueTopology
 from hopline.broker_node import PrivateBroker, free_port, port_answers
+from tests.conftest import delete_queues
 from tests.helpers import eventually, http_get
 
 
@@ -72,6 +73,7 @@ async def test_up_serves_and_stops_cleanly(rabbitmq_url: str) -> None:
         assert health.json()["status"] == "healthy"
     finally:
         code = await stop_up(proc)
+        await delete_queues(rabbitmq_url, QueueTopology(input_queue=queue))
     assert code == 0
     assert not port_answers("127.0.0.1", port)
 
