@@ -28,7 +28,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -45,7 +44,7 @@ from gateway.batch import encode_requests as encode_batch
 from gateway.config import GatewaySettings
 from gateway.connect import connect, redact_url
 from gateway.liveness import Watchdog, heartbeat_of, is_blocked
-from gateway.management import ManagementError, fetch_queues
+from gateway.management import ManagementError, QueueSample, fetch_queues
 from gateway.metrics import GatewayMetrics
 from gateway.protocol import ErrorCode
 from gateway.requests import Failure, Request
@@ -70,16 +69,6 @@ log = logging.getLogger(__name__)
 # cap fired constantly. The price: on a slow broker link a request may wait one
 # extra publish round trip before it leaves (still bounded by its deadline).
 MAX_PUBLISHES_IN_FLIGHT = 1
-
-
-@dataclass(frozen=True, slots=True)
-class QueueSample:
-    """Depth of one queue at one moment; ``unacked`` is None when the source can't tell."""
-
-    name: str
-    ready: int
-    consumers: int
-    unacked: int | None = None
 
 
 class _InFlight:
@@ -212,16 +201,14 @@ class Broker:
     def submit(self, request: Request) -> None:
         """Publish ``request`` soon (see the module docstring for the contract)."""
         self.metrics.requests.inc()
+        self.pending_requests += 1  # _resolve (or cancel) takes it back
         if self._closing or not self.connected:
-            self.pending_requests += 1
             reason = "gateway is shutting down" if self._closing else "broker connection is down"
             self._resolve(request, Failure(ErrorCode.UNAVAILABLE, reason))
             return
         if is_blocked(self._publish_conn):
-            self.pending_requests += 1
             self._resolve(request, Failure(ErrorCode.BUSY, "broker blocks publishing (alarm)"))
             return
-        self.pending_requests += 1
         if not self._outbox:
             self._outbox_since = asyncio.get_running_loop().time()
         self._outbox.append(request)
@@ -449,7 +436,7 @@ class Broker:
                 if self.queue_source == "management":
                     log.warning("management API failed, using AMQP queue samples: %s", exc)
             else:
-                reported = [QueueSample(m.name, m.ready, m.consumers, m.unacked) for m in managed]
+                reported = managed
                 source = "management"
         self.queues = {s.name: s for s in reported}
         self.queue_source = source

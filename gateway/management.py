@@ -22,8 +22,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 __all__ = [
     "DEFAULT_TIMEOUT",
-    "ManagedQueue",
     "ManagementError",
+    "QueueSample",
     "credentials",
     "fetch_queues",
     "queue_url",
@@ -38,13 +38,13 @@ class ManagementError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class ManagedQueue:
-    """One queue as the management API reports it; ``unacked`` None if not reported yet."""
+class QueueSample:
+    """Depth of one queue at one moment; ``unacked`` is None when the source can't tell."""
 
     name: str
     ready: int
-    unacked: int | None
     consumers: int
+    unacked: int | None = None
 
 
 def vhost_of(amqp_url: str) -> str:
@@ -87,11 +87,11 @@ def _get(url: str, auth: str, timeout: float) -> Any:
         raise ManagementError(f"{url}: {exc}") from None
 
 
-def _parse(name: str, doc: Any) -> ManagedQueue:
+def _parse(name: str, doc: Any) -> QueueSample:
     if not isinstance(doc, dict):
         raise ManagementError(f"unexpected answer for queue {name!r}")
     unacked = doc.get("messages_unacknowledged")
-    return ManagedQueue(
+    return QueueSample(
         name=name,
         ready=int(doc.get("messages_ready") or 0),
         unacked=int(unacked) if isinstance(unacked, int) else None,
@@ -104,7 +104,7 @@ async def fetch_queues(
     amqp_url: str,
     names: Sequence[str],
     timeout: float = DEFAULT_TIMEOUT,
-) -> list[ManagedQueue]:
+) -> list[QueueSample]:
     """Fetch the statistics of ``names`` (in that order), concurrently, within ``timeout``.
 
     Credentials come from ``management_url`` if it has any, else from ``amqp_url``;
