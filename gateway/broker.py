@@ -39,21 +39,21 @@ from aio_pika.abc import (
 )
 from aiormq.exceptions import DeliveryError, PublishError
 
-from gateway.batch import BATCH_CONTENT_TYPE, BatchFormatError, ItemError, decode_replies
-from gateway.batch import encode_requests as encode_batch
 from gateway.config import GatewaySettings
-from gateway.connect import connect, redact_url
-from gateway.liveness import Watchdog, heartbeat_of, is_blocked
 from gateway.management import ManagementError, QueueSample, fetch_queues
 from gateway.metrics import GatewayMetrics
-from gateway.protocol import ErrorCode
-from gateway.requests import Failure, Request
-from gateway.topology import (
+from gateway.requests import Request
+from hopline.wire.amqp import (
     BINARY_CONTENT_TYPE,
     DEADLINE_HEADER,
     ERROR_HEADER,
     TEXT_CONTENT_TYPE,
 )
+from hopline.wire.batch import BATCH_CONTENT_TYPE, BatchFormatError, ItemError, decode_replies
+from hopline.wire.batch import encode_requests as encode_batch
+from hopline.wire.connect import connect, redact_url
+from hopline.wire.errors import ErrorCode, Failure, failure_from
+from hopline.wire.liveness import Watchdog, heartbeat_of, is_blocked
 
 __all__ = ["Broker", "QueueSample"]
 
@@ -178,7 +178,7 @@ class Broker:
 
     @property
     def connected(self) -> bool:
-        """Whether both connections are up right now (and answer, see gateway.liveness)."""
+        """Whether both connections are up right now (and answer, see hopline.wire.liveness)."""
         return all(
             conn is not None and not conn.is_closed and conn.connected.is_set()
             for conn in (self._publish_conn, self._consume_conn)
@@ -356,14 +356,14 @@ class Broker:
                 return
             for request, reply in zip(entry.requests, replies, strict=True):
                 if isinstance(reply, ItemError):
-                    self._resolve(request, _failure_from(reply.code, reply.message))
+                    self._resolve(request, failure_from(reply.code, reply.message))
                 else:
                     self._resolve(request, _as_type_of(request, reply))
             return
         request = entry.requests[0]
         if error_code is not None:
             code = error_code.decode() if isinstance(error_code, bytes) else str(error_code)
-            self._resolve(request, _failure_from(code, message.body.decode(errors="replace")))
+            self._resolve(request, failure_from(code, message.body.decode(errors="replace")))
         else:
             self._resolve(request, _as_type_of(request, message.body))
 
@@ -453,14 +453,6 @@ class Broker:
 def _sample(queue: AbstractQueue) -> QueueSample:
     result = queue.declaration_result
     return QueueSample(queue.name, result.message_count or 0, result.consumer_count or 0)
-
-
-def _failure_from(code: str, message: str) -> Failure:
-    try:
-        error = ErrorCode(code)
-    except ValueError:
-        error = ErrorCode.PROCESSOR_ERROR
-    return Failure(error, message)
 
 
 def _as_type_of(request: Request, reply: str | bytes) -> str | bytes | Failure:

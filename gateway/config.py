@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gateway.topology import QueueTopology
+from hopline.wire.amqp import QueueTopology
+from hopline.wire.defaults import DEFAULT_GATEWAY_PORT, DEFAULT_RABBITMQ_URL
 
-__all__ = ["DEFAULT_RABBITMQ_URL", "GatewaySettings"]
-
-DEFAULT_RABBITMQ_URL = "amqp://guest:guest@localhost:5672/"
+__all__ = ["GatewaySettings"]
 
 BatchingMode = Literal["auto", "on", "off"]
 
@@ -60,7 +59,7 @@ class GatewaySettings:
 
     rabbitmq_url: str = DEFAULT_RABBITMQ_URL
     host: str = "0.0.0.0"
-    port: int = 8000
+    port: int = DEFAULT_GATEWAY_PORT
     topology: QueueTopology = field(default_factory=QueueTopology)
     request_timeout: float = 30.0
     window: int = 128

@@ -16,8 +16,9 @@ from urllib.parse import unquote
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from gateway.protocol import HTTP_STATUS_BY_CODE, ErrorCode, encode_plain_error
 from gateway.requests import Failure, Request, Result
+from hopline.wire.envelope import encode_plain_error
+from hopline.wire.errors import HTTP_STATUS_BY_CODE, ErrorCode
 
 if TYPE_CHECKING:
     from gateway.server import Gateway

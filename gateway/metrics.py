@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.protocol import ErrorCode
+from hopline.wire.errors import ErrorCode
 
 __all__ = ["Count", "GatewayMetrics", "Histogram"]
 

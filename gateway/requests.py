@@ -9,20 +9,11 @@ a reply); later attempts are ignored, so a client never sees two answers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from gateway.protocol import ErrorCode
+from hopline.wire.errors import Failure
 
 __all__ = ["Failure", "Request", "Result"]
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Why a request ended without a reply."""
-
-    code: ErrorCode
-    message: str
 
 
 Result = str | bytes | Failure

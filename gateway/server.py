@@ -35,7 +35,6 @@ from gateway import http
 from gateway.broker import Broker
 from gateway.config import GatewaySettings
 from gateway.metrics import GatewayMetrics
-from gateway.protocol import SUBPROTOCOL
 from gateway.security import (
     InvalidToken,
     TokenVerifier,
@@ -45,6 +44,7 @@ from gateway.security import (
     origin_allowed,
 )
 from gateway.session import Session
+from hopline.wire.envelope import SUBPROTOCOL
 
 __all__ = ["PLAIN_SUBPROTOCOL", "Gateway"]
 

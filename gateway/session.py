@@ -35,17 +35,17 @@ from websockets.protocol import State
 
 from gateway.broker import Broker
 from gateway.metrics import GatewayMetrics
-from gateway.protocol import (
+from gateway.requests import Request, Result
+from gateway.security import TokenBucket
+from hopline.wire.envelope import (
     SUBPROTOCOL,
-    ErrorCode,
     ProtocolError,
     decode_envelope,
     encode_envelope_error,
     encode_envelope_reply,
     encode_plain_error,
 )
-from gateway.requests import Failure, Request, Result
-from gateway.security import TokenBucket
+from hopline.wire.errors import ErrorCode, Failure
 
 __all__ = ["Session"]
 

@@ -86,9 +86,9 @@ def main(ctx: click.Context, verbose: int) -> None:
 @gateway_options
 def gateway(**kw: Any) -> None:
     """Run the WebSocket gateway: /ws, /stream/<message>, /health, /metrics, /stats."""
-    from gateway.connect import BrokerUnavailable
     from gateway.server import Gateway
     from hopline.run import run, run_until_signalled
+    from hopline.wire.connect import BrokerUnavailable
 
     settings = gateway_settings(kw)
     gw = Gateway(settings)
@@ -112,8 +112,8 @@ def gateway(**kw: Any) -> None:
 @processor_options
 def processor(handler: str, **kw: Any) -> None:
     """Run a processor: consume requests, apply the handler, reply."""
-    from gateway.connect import BrokerUnavailable
     from hopline.run import run, run_until_signalled
+    from hopline.wire.connect import BrokerUnavailable
     from processor.handlers import HandlerError, load_handler
     from processor.worker import Processor
 

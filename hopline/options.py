@@ -14,7 +14,7 @@ import click
 
 from gateway.config import DEFAULT_RABBITMQ_URL, GatewaySettings
 from gateway.security import check_secret, parse_origins
-from gateway.topology import QueueTopology
+from hopline.wire.amqp import QueueTopology
 from processor.worker import ProcessorSettings
 
 __all__ = [

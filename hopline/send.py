@@ -8,7 +8,7 @@ import json
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
 
-from gateway.protocol import SUBPROTOCOL
+from hopline.wire.envelope import SUBPROTOCOL
 
 __all__ = ["SendError", "send_messages"]
 

@@ -27,7 +27,7 @@ from websockets.protocol import State
 from websockets.speedups import apply_mask
 from websockets.typing import Subprotocol
 
-from gateway.protocol import SUBPROTOCOL
+from hopline.wire.envelope import SUBPROTOCOL
 from loadtest.stats import Outcome
 
 if TYPE_CHECKING:

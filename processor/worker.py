@@ -4,7 +4,7 @@ Contract:
 
 * Consumes the plain input queue (one AMQP RPC request per message, any client
   that sets ``reply_to`` and ``correlation_id``) and the batch queue (hopline
-  batches, see :mod:`gateway.batch`) with one prefetch window for both.
+  batches, see :mod:`hopline.wire.batch`) with one prefetch window for both.
 * At most ``concurrency`` messages are handled at once.
 * A reply goes to ``reply_to`` with the request's ``correlation_id``; the request
   is acked only after the broker confirmed the reply (at-least-once processing).
@@ -14,7 +14,7 @@ Contract:
   without running the handler: its client has already been told ``timeout``. The
   header is checked when a handling slot frees up, and between the items of a batch
   handled one by one (a synchronous handler).
-* With a delivery limit (see :mod:`gateway.topology`), a redelivered request is
+* With a delivery limit (see :mod:`hopline.wire.amqp`), a redelivered request is
   counted: on a classic queue it is re-published with an incremented
   ``x-hopline-attempts`` header and the original acked (the count survives the
   next crash); on the delivery after ``delivery_limit`` failed ones it is rejected
@@ -38,16 +38,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from gateway.batch import (
-    BATCH_CONTENT_TYPE,
-    BatchFormatError,
-    ItemError,
-    decode_requests,
-    encode_replies,
-)
-from gateway.config import DEFAULT_RABBITMQ_URL
-from gateway.connect import connect
-from gateway.topology import (
+from hopline.wire.amqp import (
     ATTEMPTS_HEADER,
     BINARY_CONTENT_TYPE,
     DEADLINE_HEADER,
@@ -56,6 +47,16 @@ from gateway.topology import (
     TEXT_CONTENT_TYPE,
     QueueTopology,
 )
+from hopline.wire.batch import (
+    BATCH_CONTENT_TYPE,
+    BatchFormatError,
+    ItemError,
+    decode_requests,
+    encode_replies,
+)
+from hopline.wire.connect import connect
+from hopline.wire.defaults import DEFAULT_RABBITMQ_URL
+from hopline.wire.errors import ErrorCode
 from processor.handlers import Handler, is_async
 
 __all__ = ["Processor", "ProcessorSettings"]
@@ -290,7 +291,7 @@ class Processor:
         except BatchFormatError as exc:
             self.failed += 1
             message = f"malformed request batch: {exc}"
-            return message.encode(), TEXT_CONTENT_TYPE, {ERROR_HEADER: "bad_request"}
+            return message.encode(), TEXT_CONTENT_TYPE, {ERROR_HEADER: ErrorCode.BAD_REQUEST.value}
         if self._handler_is_async:
             results = list(await asyncio.gather(*(self._call(p) for p in payloads)))
         else:
@@ -310,12 +311,13 @@ class Processor:
         except Exception as exc:
             self.failed += 1
             log.debug("handler raised", exc_info=True)
-            return ItemError("processor_error", f"{type(exc).__name__}: {exc}")
+            return ItemError(ErrorCode.PROCESSOR_ERROR, f"{type(exc).__name__}: {exc}")
         if isinstance(result, str | bytes):
             return result
         self.failed += 1
         return ItemError(
-            "processor_error", f"handler returned {type(result).__name__}, expected str or bytes"
+            ErrorCode.PROCESSOR_ERROR,
+            f"handler returned {type(result).__name__}, expected str or bytes",
         )
 
 
@@ -343,6 +345,6 @@ def _error_reply(message: AbstractIncomingMessage, text: str) -> tuple[bytes, st
         except BatchFormatError:
             pass
         else:
-            error = ItemError("processor_error", text)
+            error = ItemError(ErrorCode.PROCESSOR_ERROR, text)
             return encode_replies([error] * count), BATCH_CONTENT_TYPE, {}
-    return text.encode(), TEXT_CONTENT_TYPE, {ERROR_HEADER: "processor_error"}
+    return text.encode(), TEXT_CONTENT_TYPE, {ERROR_HEADER: ErrorCode.PROCESSOR_ERROR.value}

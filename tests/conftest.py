@@ -22,8 +22,8 @@ from yarl import URL
 
 from gateway.config import GatewaySettings
 from gateway.server import Gateway
-from gateway.topology import QueueTopology
 from hopline.broker_node import port_answers
+from hopline.wire.amqp import QueueTopology
 from processor.handlers import Handler, load_handler
 from processor.worker import Processor, ProcessorSettings
 

@@ -14,8 +14,8 @@ from websockets.asyncio.client import connect
 
 from gateway.config import GatewaySettings
 from gateway.server import Gateway
-from gateway.topology import QueueTopology
 from hopline.broker_node import PrivateBroker, free_port, port_answers
+from hopline.wire.amqp import QueueTopology
 from tests.conftest import delete_queues
 from tests.helpers import eventually, http_get
 

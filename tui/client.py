@@ -26,7 +26,7 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
-from gateway.protocol import SUBPROTOCOL
+from hopline.wire.envelope import SUBPROTOCOL
 from tui.backoff import Backoff
 from tui.config import TuiSettings
 from tui.http import HttpError, get_json

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.topology import QueueTopology
+from hopline.wire.amqp import QueueTopology
 from tests.deploy.services import LocalCompose
 
 

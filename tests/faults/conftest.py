@@ -20,8 +20,8 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from gateway.topology import QueueTopology
 from hopline.broker_node import PrivateBroker, rabbitmq_server_path
+from hopline.wire.amqp import QueueTopology
 from tests.conftest import delete_queues
 
 ROOT = Path(__file__).resolve().parents[2]

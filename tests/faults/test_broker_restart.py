@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from gateway.topology import QueueTopology
 from hopline.broker_node import PrivateBroker
+from hopline.wire.amqp import QueueTopology
 from tests.conftest import Stack, http_url, ws_url
 from tests.faults.conftest import queue_counts
 from tests.faults.ledger import Ledger, drive

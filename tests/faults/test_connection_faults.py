@@ -12,7 +12,7 @@ import pytest
 from yarl import URL
 
 from gateway.server import Gateway
-from gateway.topology import QueueTopology
+from hopline.wire.amqp import QueueTopology
 from tests.conftest import Stack, http_url, ws_url
 from tests.faults.ledger import Ledger, drive
 from tests.faults.proxy import TCPProxy

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.topology import QueueTopology
+from hopline.wire.amqp import QueueTopology
 from tests.conftest import Stack, ws_url
 from tests.faults.conftest import ProcessorProcess, queue_counts, spawn_processor, subprocess_env
 from tests.faults.ledger import Ledger, drive

@@ -13,7 +13,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from gateway.topology import QueueTopology
+from hopline.wire.amqp import QueueTopology
 from tests.conftest import Stack, delete_queues, ws_url
 from tests.faults.conftest import ProcessorProcess, queue_counts, spawn_processor, subprocess_env
 from tests.faults.ledger import Ledger, drive

@@ -8,9 +8,9 @@ import asyncio
 import dataclasses
 import subprocess
 
-from gateway.liveness import is_blocked
-from gateway.topology import QueueTopology
 from hopline.broker_node import PrivateBroker
+from hopline.wire.amqp import QueueTopology
+from hopline.wire.liveness import is_blocked
 from tests.conftest import Stack, ws_url
 from tests.faults.ledger import Ledger, drive
 from tests.faults.proxy import TCPProxy

@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway.topology import QueueTopology
+from hopline.wire.amqp import QueueTopology
 from tests.conftest import Stack, ws_url
 from tests.faults.conftest import (
     ROOT,

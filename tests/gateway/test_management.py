@@ -13,8 +13,8 @@ from websockets.asyncio.client import connect
 from gateway.config import GatewaySettings
 from gateway.management import ManagementError, credentials, fetch_queues, queue_url, vhost_of
 from gateway.server import Gateway
-from gateway.topology import QueueTopology
 from hopline.broker_node import PrivateBroker, free_port
+from hopline.wire.amqp import QueueTopology
 from processor.worker import Processor, ProcessorSettings
 from tests.conftest import Stack, http_url, ws_url
 from tests.helpers import eventually, http_get

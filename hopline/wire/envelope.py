@@ -16,7 +16,7 @@ Two modes share one ``/ws`` endpoint:
   envelope gets a ``bad_request`` error whose ``id`` is the client's id when it
   could be read, else ``null``; the socket stays open.
 
-Error codes are the members of :class:`ErrorCode`.
+Error codes are the members of :class:`hopline.wire.errors.ErrorCode`.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
+
+from hopline.wire.errors import ErrorCode
 
 __all__ = [
     "SUBPROTOCOL",
     "Envelope",
-    "ErrorCode",
     "ProtocolError",
     "decode_envelope",
     "encode_envelope_error",
@@ -41,27 +41,6 @@ __all__ = [
 SUBPROTOCOL = "hopline.v1"
 
 ClientId = str | int | float | None
-
-
-class ErrorCode(StrEnum):
-    """Why a request ended without a reply. Shared by both modes and by /stream."""
-
-    TIMEOUT = "timeout"  # no reply before the request deadline
-    BUSY = "busy"  # the gateway or broker refused more work (window, rate, queue full)
-    UNAVAILABLE = "unavailable"  # the broker could not be reached or refused the publish
-    PROCESSOR_ERROR = "processor_error"  # the handler raised, or the reply was unusable
-    TOO_LARGE = "too_large"  # the request or its reply exceeds the size limit
-    BAD_REQUEST = "bad_request"  # the frame is not a valid request
-
-
-HTTP_STATUS_BY_CODE: dict[ErrorCode, int] = {
-    ErrorCode.TIMEOUT: 504,
-    ErrorCode.BUSY: 503,
-    ErrorCode.UNAVAILABLE: 503,
-    ErrorCode.PROCESSOR_ERROR: 502,
-    ErrorCode.TOO_LARGE: 413,
-    ErrorCode.BAD_REQUEST: 400,
-}
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.protocol import (
+from hopline.wire.envelope import (
     ErrorCode,
     ProtocolError,
     decode_envelope,

@@ -6,7 +6,7 @@ redeclaration with different arguments), so the arguments live here only.
 * ``<input_queue>``: durable, one plain AMQP RPC request per message. Any RPC
   server that honours ``reply_to`` and ``correlation_id`` can consume it.
 * ``<input_queue>.batch``: durable, hopline request batches (see
-  :mod:`gateway.batch`). Only hopline processors consume it; the gateway sends
+  :mod:`hopline.wire.batch`). Only hopline processors consume it; the gateway sends
   batches there only while it has consumers (``--batching auto``).
 * ``<input_queue>.dead``: where a request that failed too often is dead-lettered,
   when a delivery limit is set. Dead-lettered messages keep their body,
@@ -24,9 +24,12 @@ copy. Either way the processor dead-letters the request on the delivery after
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from aio_pika.abc import AbstractChannel, AbstractQueue
+from hopline.wire.defaults import DEFAULT_INPUT_QUEUE
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractChannel, AbstractQueue
 
 __all__ = [
     "ATTEMPTS_HEADER",
@@ -71,7 +74,7 @@ class QueueTopology:
             ``x-delivery-limit`` as a broker-side backstop.
     """
 
-    input_queue: str = "input_queue"
+    input_queue: str = DEFAULT_INPUT_QUEUE
     queue_type: QueueType = "classic"
     max_length: int | None = None
     delivery_limit: int | None = None

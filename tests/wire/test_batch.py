@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.batch import (
+from hopline.wire.batch import (
     BatchFormatError,
     ItemError,
     decode_replies,

@@ -3,7 +3,7 @@
 One AMQP message per request costs the broker and both clients far more than the
 request itself, so when hopline processors are present the gateway packs every
 request it has ready into one message on the batch queue (see
-:mod:`gateway.topology`) and the processor answers with one reply message holding
+:mod:`hopline.wire.amqp`) and the processor answers with one reply message holding
 every reply, in the same order.
 
 Body of a request batch (content type :data:`BATCH_CONTENT_TYPE`): a sequence of
