@@ -1,22 +1,27 @@
-"""The gateway's AMQP side: publish requests, consume its own reply queue, match replies.
+"""The gateway's AMQP side: a thin adapter between the request table and RabbitMQ.
 
 Contract:
 
 * :meth:`Broker.submit` never blocks and never raises: every submitted
-  :class:`~gateway.requests.Request` is resolved exactly once, with its reply or
-  a :class:`~gateway.requests.Failure` (``unavailable`` when the broker is down or
-  refuses the publish, ``busy`` when a full queue rejects it, ``timeout`` at the
-  deadline, ``processor_error`` for an unusable reply), unless its owner cancels
-  it first with :meth:`Broker.cancel`.
+  :class:`~gateway.requests.Request` is ended exactly once, with its reply or a
+  :class:`~hopline.wire.errors.Failure` (``busy`` when a gateway cap, a full queue or
+  a broker alarm refuses it, ``unavailable`` when the broker is down or refuses the
+  publish, ``timeout`` at the deadline, ``processor_error`` for an unusable reply),
+  unless its owner cancels it first with :meth:`Broker.cancel`. The bookkeeping
+  (caps, correlation ids, deadlines, matching) is the pure
+  :class:`~gateway.table.RequestTable`; queue depths and the batching decision are
+  :class:`~gateway.monitor.QueueMonitor`'s.
 * Requests submitted in the same event-loop tick are published together: as one
   batch message on the batch queue while hopline processors consume it, else as
-  one plain AMQP RPC message each on the input queue.
-* Every request carries a fresh UUID correlation id (one per batch message),
-  ``reply_to`` = this gateway's own exclusive reply queue, and ``expiration`` =
-  the request timeout. Replies with an unknown correlation id (late, duplicate,
-  foreign) are dropped and counted.
+  one plain AMQP RPC message each on the input queue. A batch closes at
+  ``max_batch`` requests or ``max_batch_bytes`` of payload.
+* Every message carries a fresh UUID correlation id, ``reply_to`` = this gateway's
+  own exclusive reply queue, and ``expiration`` = the request timeout. Replies with
+  an unknown correlation id (late, duplicate, foreign) are dropped and counted.
 * Publishing and consuming use separate connections, so a broker that blocks
   publishers (memory alarm) still delivers the replies already queued.
+* A payload is dropped as soon as its message is built; memory held per pending
+  request is then its bookkeeping only (see docs and bench for the figure).
 """
 
 from __future__ import annotations
@@ -26,8 +31,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import deque
-from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
@@ -40,9 +43,11 @@ from aio_pika.abc import (
 from aiormq.exceptions import DeliveryError, PublishError
 
 from gateway.config import GatewaySettings
-from gateway.management import ManagementError, QueueSample, fetch_queues
+from gateway.memory import MemoryReturner
 from gateway.metrics import GatewayMetrics
-from gateway.requests import Request
+from gateway.monitor import QueueMonitor, QueueSample
+from gateway.requests import Request, Result
+from gateway.table import InFlight, RequestTable
 from hopline.wire.amqp import (
     BINARY_CONTENT_TYPE,
     DEADLINE_HEADER,
@@ -70,18 +75,7 @@ log = logging.getLogger(__name__)
 # extra publish round trip before it leaves (still bounded by its deadline).
 MAX_PUBLISHES_IN_FLIGHT = 1
 
-
-class _InFlight:
-    """Requests travelling in one AMQP message, waiting for its reply."""
-
-    __slots__ = ("batched", "corr", "deadline", "live", "requests")
-
-    def __init__(self, corr: str, requests: Sequence[Request], deadline: float, batched: bool):
-        self.corr = corr
-        self.requests = requests
-        self.deadline = deadline
-        self.batched = batched
-        self.live = len(requests)
+Outgoing = tuple[InFlight, aio_pika.Message, str]
 
 
 class Broker:
@@ -91,16 +85,14 @@ class Broker:
         self.settings = settings
         self.metrics = metrics
         self.reply_queue_name = f"hopline.reply.{uuid.uuid4()}"
-        self.pending_requests = 0
-        self.batching_active = settings.batching == "on"
-        self.queues: dict[str, QueueSample] = {}
-        self.queues_sampled_at: float | None = None
-        self.queue_source = "amqp"
-        self._pending: dict[str, _InFlight] = {}
-        self._deadlines: deque[_InFlight] = deque()
-        self._outbox: list[Request] = []
+        self.table = RequestTable(
+            settings.request_timeout,
+            max_pending=settings.max_pending,
+            max_pending_bytes=settings.max_pending_bytes,
+        )
+        self.monitor = QueueMonitor(settings, metrics)
+        self._memory = MemoryReturner()
         self._flush_scheduled = False
-        self._outbox_since = 0.0
         self._publishing = 0
         self._publish_conn: AbstractRobustConnection | None = None
         self._consume_conn: AbstractRobustConnection | None = None
@@ -112,6 +104,33 @@ class Broker:
         self._closing = False
         self._idle: asyncio.Event | None = None
         self._watchdogs: list[Watchdog] = []
+
+    # Views for /health, /stats and tests
+
+    @property
+    def pending_requests(self) -> int:
+        """Requests submitted and not ended yet."""
+        return self.table.pending
+
+    @property
+    def batching_active(self) -> bool:
+        """Whether requests leave as batch messages right now."""
+        return self.monitor.batching_active
+
+    @property
+    def queues(self) -> dict[str, QueueSample]:
+        """Latest queue samples by name."""
+        return self.monitor.queues
+
+    @property
+    def queue_source(self) -> str:
+        """Where the queue samples come from: ``amqp`` or ``management``."""
+        return self.monitor.source
+
+    @property
+    def queues_sampled_at(self) -> float | None:
+        """Unix time of the latest queue sample."""
+        return self.monitor.sampled_at
 
     # Lifecycle
 
@@ -159,11 +178,9 @@ class Broker:
 
     def fail_pending(self, message: str) -> None:
         """End every pending request now with ``unavailable`` and ``message``."""
-        for entry in list(self._pending.values()):
-            self._fail(entry, ErrorCode.UNAVAILABLE, message)
-        for request in self._outbox:
-            self._resolve(request, Failure(ErrorCode.UNAVAILABLE, message))
-        self._outbox.clear()
+        failure = Failure(ErrorCode.UNAVAILABLE, message)
+        for request in list(self.table.drain()):
+            self._finish(request, failure)
 
     async def close(self) -> None:
         """Fail what is still pending with ``unavailable`` and close both connections."""
@@ -186,32 +203,29 @@ class Broker:
 
     async def wait_idle(self) -> None:
         """Return once no request is pending."""
-        if self.pending_requests == 0:
+        if self.table.pending == 0:
             return
         self._idle = asyncio.Event()
         await self._idle.wait()
-
-    def _request_ended(self) -> None:
-        self.pending_requests -= 1
-        if self._idle is not None and self.pending_requests == 0:
-            self._idle.set()
 
     # Requests
 
     def submit(self, request: Request) -> None:
         """Publish ``request`` soon (see the module docstring for the contract)."""
         self.metrics.requests.inc()
-        self.pending_requests += 1  # _resolve (or cancel) takes it back
+        refusal = self.table.admit(request)
+        if refusal is not None:
+            self.metrics.errors(refusal.code).inc()
+            request.resolve(refusal)
+            return
         if self._closing or not self.connected:
             reason = "gateway is shutting down" if self._closing else "broker connection is down"
-            self._resolve(request, Failure(ErrorCode.UNAVAILABLE, reason))
+            self._finish(request, Failure(ErrorCode.UNAVAILABLE, reason))
             return
         if is_blocked(self._publish_conn):
-            self._resolve(request, Failure(ErrorCode.BUSY, "broker blocks publishing (alarm)"))
+            self._finish(request, Failure(ErrorCode.BUSY, "broker blocks publishing (alarm)"))
             return
-        if not self._outbox:
-            self._outbox_since = asyncio.get_running_loop().time()
-        self._outbox.append(request)
+        self.table.enqueue(request, asyncio.get_running_loop().time())
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -220,90 +234,76 @@ class Broker:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def cancel(self, request: Request) -> None:
-        """Forget ``request`` without resolving it (its client is gone)."""
-        if not request.cancel():
-            return
-        self._request_ended()
-        entry: _InFlight | None = request.batch
-        if entry is not None:
-            entry.live -= 1
-            if entry.live == 0:
-                self._pending.pop(entry.corr, None)
+        """Forget ``request`` without answering it (its client is gone)."""
+        if self.table.cancel(request):
+            self._request_ended()
 
-    def _resolve(self, request: Request, result: str | bytes | Failure) -> None:
-        if request.resolve(result):
+    def _finish(self, request: Request, result: Result) -> None:
+        if self.table.finish(request, result):
             self._request_ended()
             if isinstance(result, Failure):
                 self.metrics.errors(result.code).inc()
             else:
                 self.metrics.replies.inc()
 
-    def _fail(self, entry: _InFlight, code: ErrorCode, message: str) -> None:
-        self._pending.pop(entry.corr, None)
+    def _request_ended(self) -> None:
+        if self._idle is not None and self.table.pending == 0:
+            self._idle.set()
+
+    def _fail(self, entry: InFlight, code: ErrorCode, message: str) -> None:
+        self.table.forget(entry)
         failure = Failure(code, message)
         for request in entry.requests:
-            self._resolve(request, failure)
+            self._finish(request, failure)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        requests = [r for r in self._outbox if not r.done]
-        self._outbox = []
+        requests, deadline = self.table.take_outbox()
         if not requests:
             return
         timeout = self.settings.request_timeout
-        deadline = self._outbox_since + timeout
         delivery_mode = (
             aio_pika.DeliveryMode.PERSISTENT
             if self.settings.persistent
             else aio_pika.DeliveryMode.NOT_PERSISTENT
         )
         headers = {DEADLINE_HEADER: int((time.time() + timeout) * 1000)}
-        messages: list[tuple[_InFlight, aio_pika.Message, str]] = []
+        messages: list[Outgoing] = []
+
+        def message(entry: InFlight, body: bytes, content_type: str) -> aio_pika.Message:
+            return aio_pika.Message(
+                body,
+                correlation_id=entry.corr,
+                reply_to=self.reply_queue_name,
+                expiration=timeout,
+                content_type=content_type,
+                headers=headers,
+                delivery_mode=delivery_mode,
+            )
+
         if self.batching_active:
-            size = self.settings.max_batch
-            for start in range(0, len(requests), size):
-                chunk = requests[start : start + size]
-                entry = self._register(chunk, deadline, batched=True)
+            batch_queue = self.settings.topology.batch_queue
+            for chunk in _batches(requests, self.settings.max_batch, self.settings.max_batch_bytes):
+                entry = self.table.register(chunk, deadline, batched=True)
                 body = encode_batch([r.payload for r in chunk])
-                message = aio_pika.Message(
-                    body,
-                    correlation_id=entry.corr,
-                    reply_to=self.reply_queue_name,
-                    expiration=timeout,
-                    content_type=BATCH_CONTENT_TYPE,
-                    headers=headers,
-                    delivery_mode=delivery_mode,
-                )
-                messages.append((entry, message, self.settings.topology.batch_queue))
+                messages.append((entry, message(entry, body, BATCH_CONTENT_TYPE), batch_queue))
             self.metrics.batch_size.observe(len(requests))
         else:
+            input_queue = self.settings.topology.input_queue
             for request in requests:
-                entry = self._register([request], deadline, batched=False)
+                entry = self.table.register([request], deadline, batched=False)
                 payload = request.payload
-                message = aio_pika.Message(
-                    payload.encode() if isinstance(payload, str) else payload,
-                    correlation_id=entry.corr,
-                    reply_to=self.reply_queue_name,
-                    expiration=timeout,
-                    content_type=TEXT_CONTENT_TYPE if request.is_text else BINARY_CONTENT_TYPE,
-                    headers=headers,
-                    delivery_mode=delivery_mode,
-                )
-                messages.append((entry, message, self.settings.topology.input_queue))
+                body = payload.encode() if isinstance(payload, str) else payload
+                content_type = TEXT_CONTENT_TYPE if request.is_text else BINARY_CONTENT_TYPE
+                messages.append((entry, message(entry, body, content_type), input_queue))
+        for request in requests:
+            request.published()
         self._publishing += 1
         self._spawn(self._publish_all(messages))
-        if len(self._deadlines) == len(messages):  # the deadline loop was idle
+        if self.table.in_flight == len(messages):  # the deadline loop was idle
             self._deadline_wakeup.set()
 
-    def _register(self, requests: Sequence[Request], deadline: float, batched: bool) -> _InFlight:
-        entry = _InFlight(str(uuid.uuid4()), requests, deadline, batched)
-        for request in requests:
-            request.batch = entry
-        self._pending[entry.corr] = entry
-        self._deadlines.append(entry)
-        return entry
-
-    async def _publish_all(self, messages: list[tuple[_InFlight, aio_pika.Message, str]]) -> None:
+    async def _publish_all(self, messages: list[Outgoing]) -> None:
         try:
             if len(messages) == 1:
                 await self._publish(*messages[0])
@@ -311,10 +311,10 @@ class Broker:
                 await asyncio.gather(*(self._publish(*m) for m in messages))
         finally:
             self._publishing -= 1
-            if self._outbox:
+            if self.table.outbox_size:
                 self._schedule_flush()
 
-    async def _publish(self, entry: _InFlight, message: aio_pika.Message, routing_key: str) -> None:
+    async def _publish(self, entry: InFlight, message: aio_pika.Message, routing_key: str) -> None:
         channel = self._publish_channel
         assert channel is not None
         remaining = entry.deadline - asyncio.get_running_loop().time()
@@ -339,12 +339,10 @@ class Broker:
         self._on_reply_sync(message)
 
     def _on_reply_sync(self, message: AbstractIncomingMessage) -> None:
-        corr = message.correlation_id
-        entry = self._pending.pop(corr, None) if corr else None
+        entry = self.table.match(message.correlation_id)
         if entry is None:
             self.metrics.dropped_replies.inc()
             return
-        error_code = (message.headers or {}).get(ERROR_HEADER)
         if entry.batched:
             if message.content_type != BATCH_CONTENT_TYPE:
                 self._fail(entry, ErrorCode.PROCESSOR_ERROR, "processor did not answer a batch")
@@ -356,16 +354,17 @@ class Broker:
                 return
             for request, reply in zip(entry.requests, replies, strict=True):
                 if isinstance(reply, ItemError):
-                    self._resolve(request, failure_from(reply.code, reply.message))
+                    self._finish(request, failure_from(reply.code, reply.message))
                 else:
-                    self._resolve(request, _as_type_of(request, reply))
+                    self._finish(request, _as_type_of(request, reply))
             return
         request = entry.requests[0]
+        error_code = (message.headers or {}).get(ERROR_HEADER)
         if error_code is not None:
             code = error_code.decode() if isinstance(error_code, bytes) else str(error_code)
-            self._resolve(request, failure_from(code, message.body.decode(errors="replace")))
+            self._finish(request, failure_from(code, message.body.decode(errors="replace")))
         else:
-            self._resolve(request, _as_type_of(request, message.body))
+            self._finish(request, _as_type_of(request, message.body))
 
     # Background work
 
@@ -375,33 +374,26 @@ class Broker:
         task.add_done_callback(self._tasks.discard)
 
     async def _deadline_loop(self) -> None:
-        """Fail in-flight messages whose deadline passed (deadlines arrive in order)."""
+        """Fail in-flight messages whose deadline passed (the table keeps them in order)."""
         loop = asyncio.get_running_loop()
-        deadlines = self._deadlines
+        table = self.table
         while True:
-            while deadlines:
-                head = deadlines[0]
-                if head.corr not in self._pending:
-                    deadlines.popleft()
-                    continue
-                delay = head.deadline - loop.time()
-                if delay > 0:
-                    break
-                deadlines.popleft()
+            for entry in table.expired(loop.time()):
                 timeout = self.settings.request_timeout
-                self._fail(head, ErrorCode.TIMEOUT, f"no reply within {timeout:g} s")
+                self._fail(entry, ErrorCode.TIMEOUT, f"no reply within {timeout:g} s")
             self._deadline_wakeup.clear()
-            if deadlines:
-                delay = deadlines[0].deadline - loop.time()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(delay, 0.001)):
-                        await self._deadline_wakeup.wait()
-            else:
+            deadline = table.next_deadline()
+            if deadline is None:
                 await self._deadline_wakeup.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(deadline - loop.time(), 0.001)):
+                    await self._deadline_wakeup.wait()
 
     async def _monitor_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.stats_interval)
+            self._memory.maybe_return(self.table.pending)
             try:
                 await self.sample_queues()
             except asyncio.CancelledError:
@@ -410,49 +402,30 @@ class Broker:
                 log.debug("queue sampling failed: %r", exc)
 
     async def sample_queues(self) -> None:
-        """Read queue depths and decide whether to batch.
-
-        Passive AMQP declares give ready counts and consumers at once; they drive the
-        batching decision and the queue-depth gauges. With ``settings.management_url``
-        the reported samples (``queues``) come from the management API instead, adding
-        unacknowledged counts (``queue_source == "management"``); when it fails, the
-        AMQP samples are reported (``queue_source == "amqp"``).
-        """
+        """Sample the input queues now (see :class:`~gateway.monitor.QueueMonitor`)."""
         channel = self._monitor_channel
         if channel is None or channel.is_closed or not self.connected:
             return
-        topology = self.settings.topology
-        plain, batch = await topology.declare(channel)
-        samples = [_sample(plain), _sample(batch)]
-        reported, source = samples, "amqp"
-        if self.settings.management_url:
-            try:
-                managed = await fetch_queues(
-                    self.settings.management_url,
-                    self.settings.rabbitmq_url,
-                    [s.name for s in samples],
-                )
-            except ManagementError as exc:
-                if self.queue_source == "management":
-                    log.warning("management API failed, using AMQP queue samples: %s", exc)
-            else:
-                reported = managed
-                source = "management"
-        self.queues = {s.name: s for s in reported}
-        self.queue_source = source
-        self.queues_sampled_at = time.time()
-        if self.settings.batching == "auto":
-            active = samples[1].consumers > 0
-            if active != self.batching_active:
-                log.info("batching %s", "active" if active else "inactive")
-            self.batching_active = active
-        self.metrics.queue_depth(topology.input_queue).set(samples[0].ready)
-        self.metrics.queue_depth(topology.batch_queue).set(samples[1].ready)
+        await self.monitor.sample(channel)
 
 
-def _sample(queue: AbstractQueue) -> QueueSample:
-    result = queue.declaration_result
-    return QueueSample(queue.name, result.message_count or 0, result.consumer_count or 0)
+def _batches(requests: list[Request], max_count: int, max_bytes: int) -> list[list[Request]]:
+    """Split ``requests`` into batches of at most ``max_count`` requests and ``max_bytes``.
+
+    A request larger than ``max_bytes`` travels alone.
+    """
+    batches: list[list[Request]] = []
+    current: list[Request] = []
+    size = 0
+    for request in requests:
+        if current and (len(current) >= max_count or size + request.size > max_bytes):
+            batches.append(current)
+            current, size = [], 0
+        current.append(request)
+        size += request.size
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _as_type_of(request: Request, reply: str | bytes) -> str | bytes | Failure:

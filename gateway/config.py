@@ -29,6 +29,12 @@ class GatewaySettings:
             consume the batch queue, ``on`` always, ``off`` never (one plain AMQP
             message per request).
         max_batch: most requests in one batch message.
+        max_batch_bytes: most payload bytes in one batch message (a larger request
+            travels alone), so a queue length cap also bounds the queue's bytes.
+        max_pending: most requests pending in this gateway (submitted, not yet
+            answered); more get ``busy`` at once. 0 means no cap.
+        max_pending_bytes: most payload bytes pending in this gateway; more get
+            ``busy`` at once. 0 means no cap.
         compression: ``deflate`` negotiates permessage-deflate with clients that
             offer it; ``none`` never does (less memory per socket and CPU).
         max_message_size: largest frame accepted from a client, in bytes
@@ -65,6 +71,9 @@ class GatewaySettings:
     window: int = 128
     batching: BatchingMode = "auto"
     max_batch: int = 512
+    max_batch_bytes: int = 1024 * 1024
+    max_pending: int = 100_000
+    max_pending_bytes: int = 64 * 1024 * 1024
     max_message_size: int = 64 * 1024
     compression: Literal["deflate", "none"] = "deflate"
     persistent: bool = False

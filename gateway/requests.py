@@ -1,9 +1,11 @@
 """One request's life inside the gateway (pure: no I/O).
 
 A :class:`Request` is created by a session (or /stream), handed to the broker,
-and resolved exactly once: with the reply payload, or with a :class:`Failure`.
-Whoever resolves first wins (a reply racing the deadline, a publish error racing
-a reply); later attempts are ignored, so a client never sees two answers.
+and ended exactly once: resolved with the reply payload or a
+:class:`~hopline.wire.errors.Failure`, or cancelled when its client went away.
+Whoever ends it first wins (a reply racing the deadline, a publish error racing a
+reply); later attempts are ignored, so a client never sees two answers. The
+request table (:mod:`gateway.table`) does the bookkeeping around it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from hopline.wire.errors import Failure
 
 __all__ = ["Failure", "Request", "Result"]
 
-
 Result = str | bytes | Failure
+
+
+def _ended(request: Request, result: Result) -> None:
+    """The callback of an ended request: holds nothing, so nothing stays referenced."""
 
 
 class Request:
@@ -29,30 +34,37 @@ class Request:
             unless the request was cancelled first.
         token: opaque value for the owner, read back in ``on_done`` (a sequence number, a
             client id, a future).
+
+    Attributes:
+        size: payload length, counted against the gateway's pending-bytes cap.
+        entry: the in-flight entry (:class:`gateway.table.InFlight`) this request
+            travels in, until it ends.
     """
 
-    __slots__ = ("batch", "done", "on_done", "payload", "token")
+    __slots__ = ("__weakref__", "done", "entry", "is_text", "on_done", "payload", "size", "token")
 
     def __init__(
         self, payload: str | bytes, on_done: Callable[[Request, Result], None], token: Any
     ):
         self.payload = payload
+        self.is_text = isinstance(payload, str)
+        self.size = len(payload)
         self.on_done = on_done
         self.token = token
         self.done = False
-        self.batch: Any = None  # the in-flight entry this request travels in
+        self.entry: Any = None
 
-    @property
-    def is_text(self) -> bool:
-        """Whether the request (and so its reply) is text."""
-        return isinstance(self.payload, str)
+    def published(self) -> None:
+        """The payload has left in a message: drop it (the reply needs only its type)."""
+        self.payload = "" if self.is_text else b""
 
     def resolve(self, result: Result) -> bool:
         """End the request with ``result``; returns False if it had already ended."""
         if self.done:
             return False
         self.done = True
-        self.on_done(self, result)
+        on_done, self.on_done = self.on_done, _ended
+        on_done(self, result)
         return True
 
     def cancel(self) -> bool:
@@ -60,4 +72,5 @@ class Request:
         if self.done:
             return False
         self.done = True
+        self.on_done = _ended
         return True

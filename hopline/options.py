@@ -92,6 +92,13 @@ topology_options = _compose(
         help="Broker-side input queue limit; excess requests get 'busy'.",
     ),
     option(
+        "--max-queue-bytes",
+        env="HOPLINE_MAX_QUEUE_BYTES",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Broker-side input queue limit in body bytes; excess requests get 'busy'.",
+    ),
+    option(
         "--delivery-limit",
         env="HOPLINE_DELIVERY_LIMIT",
         type=click.IntRange(min=1),
@@ -136,6 +143,27 @@ gateway_options = _compose(
         default=_GATEWAY_DEFAULTS.max_batch,
         type=click.IntRange(min=1),
         help="Most requests in one batch message.",
+    ),
+    option(
+        "--max-batch-bytes",
+        env="HOPLINE_MAX_BATCH_BYTES",
+        default=_GATEWAY_DEFAULTS.max_batch_bytes,
+        type=click.IntRange(min=1),
+        help="Most payload bytes in one batch message (a larger request travels alone).",
+    ),
+    option(
+        "--max-pending",
+        env="HOPLINE_MAX_PENDING",
+        default=_GATEWAY_DEFAULTS.max_pending,
+        type=click.IntRange(min=0),
+        help="Most requests pending in the gateway; more get 'busy' at once (0 = no cap).",
+    ),
+    option(
+        "--max-pending-bytes",
+        env="HOPLINE_MAX_PENDING_BYTES",
+        default=_GATEWAY_DEFAULTS.max_pending_bytes,
+        type=click.IntRange(min=0),
+        help="Most payload bytes pending in the gateway; more get 'busy' at once (0 = no cap).",
     ),
     option(
         "--max-message-size",
@@ -257,6 +285,7 @@ def _topology(kw: dict[str, Any]) -> QueueTopology:
         input_queue=kw["input_queue"],
         queue_type=kw["queue_type"],
         max_length=kw["max_queue_length"],
+        max_bytes=kw["max_queue_bytes"],
         delivery_limit=kw["delivery_limit"],
     )
 
@@ -272,6 +301,9 @@ def gateway_settings(kw: dict[str, Any]) -> GatewaySettings:
         window=kw["window"],
         batching=kw["batching"],
         max_batch=kw["max_batch"],
+        max_batch_bytes=kw["max_batch_bytes"],
+        max_pending=kw["max_pending"],
+        max_pending_bytes=kw["max_pending_bytes"],
         max_message_size=kw["max_message_size"],
         compression=kw["compression"],
         persistent=kw["persistent"],

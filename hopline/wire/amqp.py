@@ -65,7 +65,13 @@ class QueueTopology:
         queue_type: ``classic`` (default) or ``quorum`` for clustered brokers.
         max_length: optional ``x-max-length``; with it the broker rejects
             publishes past the limit (``x-overflow=reject-publish``), which the
-            gateway reports to the client as ``busy``.
+            gateway reports to the client as ``busy``. It counts AMQP messages:
+            one per plain request, one per batch on the batch queue (a batch holds
+            at most the gateway's ``max_batch_bytes``, so the queue's bytes stay
+            bounded too).
+        max_bytes: optional ``x-max-length-bytes``: the most message body bytes
+            the queue holds, whatever the batching; past it, ``busy`` as above.
+            One tenant filling it cannot trip the broker's memory alarm for all.
         delivery_limit: optional number of failed deliveries (processor crashed
             or disconnected before acking) after which a request is dead-lettered
             to ``<input_queue>.dead`` and its client gets ``processor_error``; the
@@ -77,6 +83,7 @@ class QueueTopology:
     input_queue: str = DEFAULT_INPUT_QUEUE
     queue_type: QueueType = "classic"
     max_length: int | None = None
+    max_bytes: int | None = None
     delivery_limit: int | None = None
 
     @property
@@ -96,6 +103,9 @@ class QueueTopology:
             args["x-queue-type"] = "quorum"
         if self.max_length is not None:
             args["x-max-length"] = self.max_length
+        if self.max_bytes is not None:
+            args["x-max-length-bytes"] = self.max_bytes
+        if self.max_length is not None or self.max_bytes is not None:
             args["x-overflow"] = "reject-publish"
         if self.delivery_limit is not None:
             args["x-dead-letter-exchange"] = ""

@@ -1,0 +1,82 @@
+"""Queue depths and the batching decision, sampled in the background.
+
+Passive AMQP declares give ready counts and consumers at once; they drive the
+batching decision (``--batching auto``: batch while hopline processors consume the
+batch queue) and the queue-depth gauges. With ``settings.management_url`` the
+reported samples come from the management API instead, adding unacknowledged
+counts (``source == "management"``); when it fails, the AMQP samples are
+reported (``source == "amqp"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from gateway.config import GatewaySettings
+from gateway.management import ManagementError, QueueSample, fetch_queues
+from gateway.metrics import GatewayMetrics
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractChannel, AbstractQueue
+
+__all__ = ["QueueMonitor", "QueueSample"]
+
+log = logging.getLogger(__name__)
+
+
+class QueueMonitor:
+    """The latest queue samples of one gateway and whether it batches.
+
+    Attributes:
+        queues: latest reported sample per queue name.
+        sampled_at: unix time of the latest sample (None before the first).
+        source: ``amqp`` or ``management``.
+        batching_active: whether requests leave as batches right now.
+    """
+
+    def __init__(self, settings: GatewaySettings, metrics: GatewayMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.queues: dict[str, QueueSample] = {}
+        self.sampled_at: float | None = None
+        self.source = "amqp"
+        self.batching_active = settings.batching == "on"
+
+    async def sample(self, channel: AbstractChannel) -> None:
+        """Declare the input queues passively-equivalently and record what they report.
+
+        Raises:
+            Exception: whatever the channel raises (the caller logs and retries).
+        """
+        topology = self.settings.topology
+        plain, batch = await topology.declare(channel)
+        samples = [_sample(plain), _sample(batch)]
+        reported, source = samples, "amqp"
+        if self.settings.management_url:
+            try:
+                reported = await fetch_queues(
+                    self.settings.management_url,
+                    self.settings.rabbitmq_url,
+                    [s.name for s in samples],
+                )
+                source = "management"
+            except ManagementError as exc:
+                if self.source == "management":
+                    log.warning("management API failed, using AMQP queue samples: %s", exc)
+        self.queues = {s.name: s for s in reported}
+        self.source = source
+        self.sampled_at = time.time()
+        if self.settings.batching == "auto":
+            active = samples[1].consumers > 0
+            if active != self.batching_active:
+                log.info("batching %s", "active" if active else "inactive")
+            self.batching_active = active
+        self.metrics.queue_depth(topology.input_queue).set(samples[0].ready)
+        self.metrics.queue_depth(topology.batch_queue).set(samples[1].ready)
+
+
+def _sample(queue: AbstractQueue) -> QueueSample:
+    result = queue.declaration_result
+    return QueueSample(queue.name, result.message_count or 0, result.consumer_count or 0)
