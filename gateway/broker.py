@@ -46,18 +46,18 @@ from gateway.config import GatewaySettings
 from gateway.memory import MemoryReturner
 from gateway.metrics import GatewayMetrics
 from gateway.monitor import QueueMonitor, QueueSample
+from gateway.replies import reply_results
 from gateway.requests import Request, Result
 from gateway.table import InFlight, RequestTable
 from hopline.wire.amqp import (
     BINARY_CONTENT_TYPE,
     DEADLINE_HEADER,
-    ERROR_HEADER,
     TEXT_CONTENT_TYPE,
 )
-from hopline.wire.batch import BATCH_CONTENT_TYPE, BatchFormatError, ItemError, decode_replies
+from hopline.wire.batch import BATCH_CONTENT_TYPE
 from hopline.wire.batch import encode_requests as encode_batch
 from hopline.wire.connect import connect, redact_url
-from hopline.wire.errors import ErrorCode, Failure, failure_from
+from hopline.wire.errors import ErrorCode, Failure
 from hopline.wire.liveness import Watchdog, heartbeat_of, is_blocked
 
 __all__ = ["Broker", "QueueSample"]
@@ -343,28 +343,9 @@ class Broker:
         if entry is None:
             self.metrics.dropped_replies.inc()
             return
-        if entry.batched:
-            if message.content_type != BATCH_CONTENT_TYPE:
-                self._fail(entry, ErrorCode.PROCESSOR_ERROR, "processor did not answer a batch")
-                return
-            try:
-                replies = decode_replies(message.body, len(entry.requests))
-            except BatchFormatError as exc:
-                self._fail(entry, ErrorCode.PROCESSOR_ERROR, f"malformed reply batch: {exc}")
-                return
-            for request, reply in zip(entry.requests, replies, strict=True):
-                if isinstance(reply, ItemError):
-                    self._finish(request, failure_from(reply.code, reply.message))
-                else:
-                    self._finish(request, _as_type_of(request, reply))
-            return
-        request = entry.requests[0]
-        error_code = (message.headers or {}).get(ERROR_HEADER)
-        if error_code is not None:
-            code = error_code.decode() if isinstance(error_code, bytes) else str(error_code)
-            self._finish(request, failure_from(code, message.body.decode(errors="replace")))
-        else:
-            self._finish(request, _as_type_of(request, message.body))
+        results = reply_results(entry, message.content_type, message.headers, message.body)
+        for request, result in zip(entry.requests, results, strict=True):
+            self._finish(request, result)
 
     # Background work
 
@@ -426,15 +407,3 @@ def _batches(requests: list[Request], max_count: int, max_bytes: int) -> list[li
     if current:
         batches.append(current)
     return batches
-
-
-def _as_type_of(request: Request, reply: str | bytes) -> str | bytes | Failure:
-    """Give the reply the type of its request: text in, text out; binary in, binary out."""
-    if request.is_text:
-        if isinstance(reply, str):
-            return reply
-        try:
-            return reply.decode()
-        except UnicodeDecodeError:
-            return Failure(ErrorCode.PROCESSOR_ERROR, "reply to a text request is not UTF-8")
-    return reply if isinstance(reply, bytes) else reply.encode()
