@@ -140,15 +140,25 @@ def processor(handler: str, **kw: Any) -> None:
 )
 @token_option
 def send(messages: tuple[str, ...], url: str, timeout: float, token: str | None) -> None:
-    """Send MESSAGES (all at once) and print each reply on its own line, in order."""
+    """Send MESSAGES (all at once) and print each reply on its own line, in order.
+
+    A message that failed prints one line on stderr in its place; exit code 1 if any
+    failed, 3 if the gateway cannot be reached, 130 on Ctrl-C.
+    """
+    from hopline.client.errors import InvalidURL
     from hopline.send import SendError, send_messages
+    from hopline.wire.defaults import INTERRUPTED_EXIT_CODE
 
     try:
-        replies = asyncio.run(send_messages(url, list(messages), timeout, token))
+        failed = asyncio.run(send_messages(url, list(messages), timeout, token))
+    except InvalidURL as exc:
+        raise click.BadParameter(str(exc), param_hint="--url") from None
     except SendError as exc:
         exits.fail(str(exc), exc.exit_code)
-    for reply in replies:
-        click.echo(reply)
+    except KeyboardInterrupt:
+        exits.fail("interrupted", INTERRUPTED_EXIT_CODE)
+    if failed:
+        sys.exit(exits.FAILED)
 
 
 @main.command()
