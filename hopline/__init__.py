@@ -7,6 +7,9 @@ The public Python client (see ``docs/client.md``)::
     async with connect("ws://localhost:8000/ws") as client:
         print(await client.request("hello"))
 
+The handler API (``from hopline import BadRequest``, see :mod:`hopline.handler` and
+``docs/handlers.md``) is exported here too.
+
 Names are loaded on first use (module ``__getattr__``), so ``import hopline`` and the
 ``hopline`` command stay cheap: websockets is imported only when the client is used.
 """
@@ -25,17 +28,23 @@ if TYPE_CHECKING:
         InvalidURL,
         RequestError,
     )
+    from hopline.handler import BadRequest, Busy, Context, Refusal, inline
     from hopline.wire.errors import ErrorCode
 
 __all__ = [
+    "BadRequest",
+    "Busy",
     "Client",
     "ConnectError",
     "ConnectionLost",
+    "Context",
     "ErrorCode",
     "HoplineError",
     "InvalidURL",
+    "Refusal",
     "RequestError",
     "connect",
+    "inline",
 ]
 
 _EXPORTS = {
@@ -47,6 +56,11 @@ _EXPORTS = {
     "InvalidURL": "hopline.client.errors",
     "RequestError": "hopline.client.errors",
     "ErrorCode": "hopline.wire.errors",
+    "BadRequest": "hopline.handler",
+    "Busy": "hopline.handler",
+    "Context": "hopline.handler",
+    "Refusal": "hopline.handler",
+    "inline": "hopline.handler",
 }
 
 

@@ -111,20 +111,25 @@ def gateway(**kw: Any) -> None:
 @topology_options
 @processor_options
 def processor(handler: str, **kw: Any) -> None:
-    """Run a processor: consume requests, apply the handler, reply."""
+    """Run a processor: consume requests, apply the handler, reply.
+
+    A handler takes the request (str or bytes) and returns or yields the reply; see
+    --handler and docs/handlers.md. Exit code 3 when the broker is unreachable or the
+    handler module's startup() raised.
+    """
     from hopline.run import run, run_until_signalled
     from hopline.wire.connect import BrokerUnavailable
-    from processor.handlers import HandlerError, load_handler
+    from processor.handlers import HandlerError, StartupError, load_handler, load_hooks
     from processor.worker import Processor
 
     try:
         handler_fn = load_handler(handler)
     except HandlerError as exc:
         raise click.BadParameter(str(exc), param_hint="--handler") from None
-    worker = Processor(processor_settings(kw), handler_fn)
+    worker = Processor(processor_settings(kw), handler_fn, load_hooks(handler))
     try:
         run(run_until_signalled(worker.start, worker.stop))
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, StartupError) as exc:
         exits.fail(str(exc), exits.STARTUP_FAILURE)
 
 

@@ -261,7 +261,11 @@ processor_options = _compose(
         "--handler",
         env="HOPLINE_HANDLER",
         default="world",
-        help="Built-in handler (world, echo, upper) or module:function.",
+        help="Built-in handler (world, echo, upper; words streams one word per "
+        "HOPLINE_WORDS_DELAY s) or module:function. Plain functions run in a thread pool, "
+        "async ones on the event loop, generators stream; an optional 2nd parameter gets a "
+        "Context; raise hopline.handler.BadRequest to refuse; module-level startup()/"
+        "shutdown() run once. See docs/handlers.md.",
     ),
     option(
         "--prefetch",
@@ -275,7 +279,14 @@ processor_options = _compose(
         env="HOPLINE_CONCURRENCY",
         default=None,
         type=click.IntRange(min=1),
-        help="Messages handled at once [default: prefetch].",
+        help="Handler calls at once, and threads for plain-function handlers [default: prefetch].",
+    ),
+    option(
+        "--prefetch-bytes",
+        env="HOPLINE_PREFETCH_BYTES",
+        default=_PROCESSOR_DEFAULTS.prefetch_bytes,
+        type=click.IntRange(min=0),
+        help="Stop taking deliveries while unacked ones hold this many bytes (0: no bound).",
     ),
 )
 
@@ -326,4 +337,5 @@ def processor_settings(kw: dict[str, Any]) -> ProcessorSettings:
         topology=_topology(kw),
         prefetch=kw["prefetch"],
         concurrency=kw["concurrency"],
+        prefetch_bytes=kw["prefetch_bytes"],
     )

@@ -55,7 +55,13 @@ def processor_argv(kw: dict[str, Any], rabbitmq_url: str) -> list[str]:
         "--queue-type",
         kw["queue_type"],
     ]
-    for name in ("concurrency", "max_queue_length", "max_queue_bytes", "delivery_limit"):
+    for name in (
+        "concurrency",
+        "prefetch_bytes",
+        "max_queue_length",
+        "max_queue_bytes",
+        "delivery_limit",
+    ):
         if kw.get(name) is not None:
             argv += [f"--{name.replace('_', '-')}", str(kw[name])]
     return argv

@@ -1,22 +1,39 @@
-"""Request handlers: the built-ins and loading ``module:function``.
+"""Request handlers: the built-ins, loading ``module:function`` and its lifecycle hooks.
 
-A handler takes the request payload (``str`` for text, ``bytes`` for binary) and
-returns the reply (``str`` or ``bytes``); it may be a plain function or a
-coroutine function. An exception becomes a ``processor_error`` reply.
+The handler API (shapes, context, refusals, hooks) is documented in
+:mod:`hopline.handler` and docs/handlers.md; :mod:`processor.calls` runs handlers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
-from collections.abc import Awaitable, Callable
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["BUILTIN_HANDLERS", "Handler", "HandlerError", "load_handler"]
+from hopline.handler import inline
+
+__all__ = [
+    "BUILTIN_HANDLERS",
+    "Handler",
+    "HandlerError",
+    "Hooks",
+    "StartupError",
+    "load_handler",
+    "load_hooks",
+]
 
 Payload = str | bytes
-Handler = Callable[[Payload], Payload | Awaitable[Payload]]
+Handler = Callable[..., Any]
+
+WORDS_DELAY_ENV = "HOPLINE_WORDS_DELAY"
 
 
+@inline
 def append_world(payload: Payload) -> Payload:
     """The default: ``hello`` -> ``hello world``."""
     if isinstance(payload, bytes):
@@ -24,25 +41,96 @@ def append_world(payload: Payload) -> Payload:
     return payload + " world"
 
 
+@inline
 def echo(payload: Payload) -> Payload:
     """Reply with the request unchanged."""
     return payload
 
 
+@inline
 def upper(payload: Payload) -> Payload:
     """Reply with the request in upper case."""
     return payload.upper()
 
 
-BUILTIN_HANDLERS: dict[str, Handler] = {"world": append_world, "echo": echo, "upper": upper}
+async def words(payload: Payload) -> AsyncIterator[Payload]:
+    """Stream the request back one word at a time (a demo of streamed replies).
+
+    Waits ``HOPLINE_WORDS_DELAY`` seconds (default 0.1) before each word; every word
+    but the last keeps its following space, so the chunks joined are the request.
+    """
+    delay = float(os.environ.get(WORDS_DELAY_ENV, "0.1"))
+    parts: list[Any] = payload.split(b" " if isinstance(payload, bytes) else " ")
+    space: Any = b" " if isinstance(payload, bytes) else " "
+    for i, word in enumerate(parts):
+        await asyncio.sleep(delay)
+        yield word + space if i < len(parts) - 1 else word
+
+
+BUILTIN_HANDLERS: dict[str, Handler] = {
+    "world": append_world,
+    "echo": echo,
+    "upper": upper,
+    "words": words,
+}
 
 
 class HandlerError(ValueError):
     """The handler spec names nothing callable."""
 
 
+class StartupError(RuntimeError):
+    """The handler module's ``startup()`` hook raised; the message says what happened."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """The lifecycle hooks of a handler module (plain or async functions, no arguments)."""
+
+    startup: Callable[[], Any] | None = None
+    shutdown: Callable[[], Any] | None = None
+
+    async def run_startup(self) -> None:
+        """Run ``startup()`` once.
+
+        Raises:
+            StartupError: the hook raised (the original exception is chained).
+        """
+        if self.startup is None:
+            return
+        try:
+            await _call_hook(self.startup)
+        except Exception as exc:
+            raise StartupError(f"handler startup failed: {type(exc).__name__}: {exc}") from exc
+
+    async def run_shutdown(self) -> None:
+        """Run ``shutdown()`` once; an exception is returned to the caller to log, not raised."""
+        if self.shutdown is not None:
+            await _call_hook(self.shutdown)
+
+
+async def _call_hook(hook: Callable[[], Any]) -> None:
+    result = hook()
+    if inspect.isawaitable(result):
+        await result
+
+
+def load_hooks(spec: str) -> Hooks:
+    """The ``startup``/``shutdown`` functions of the module a handler spec names (if any).
+
+    Call after :func:`load_handler` succeeded (the module is imported by then).
+    """
+    if spec in BUILTIN_HANDLERS:
+        return Hooks()
+    module = sys.modules.get(spec.partition(":")[0])
+    if module is None:
+        return Hooks()
+    hooks = {name: getattr(module, name, None) for name in ("startup", "shutdown")}
+    return Hooks(**{k: v for k, v in hooks.items() if callable(v)})
+
+
 def load_handler(spec: str) -> Handler:
-    """Resolve a built-in name (``world``, ``echo``, ``upper``) or ``module:function``.
+    """Resolve a built-in name (``world``, ``echo``, ``upper``, ``words``) or ``module:function``.
 
     Raises:
         HandlerError: unknown built-in, module that fails to import, missing or
@@ -67,10 +155,3 @@ def load_handler(spec: str) -> Handler:
     if not callable(obj):
         raise HandlerError(f"{spec!r} is not callable")
     return obj  # type: ignore[return-value]
-
-
-def is_async(handler: Handler) -> bool:
-    """Whether calling ``handler`` returns an awaitable."""
-    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-        getattr(handler, "__call__", None)  # noqa: B004
-    )

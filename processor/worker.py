@@ -5,15 +5,28 @@ Contract:
 * Consumes the plain input queue (one AMQP RPC request per message, any client
   that sets ``reply_to`` and ``correlation_id``) and the batch queue (hopline
   batches, see :mod:`hopline.wire.batch`) with one prefetch window for both.
-* At most ``concurrency`` messages are handled at once.
+  At most ``prefetch`` messages, and (see :mod:`processor.flow`) about
+  ``prefetch_bytes`` of them, are held unacked.
+* The handler runs as :mod:`processor.calls` says: at most ``concurrency`` calls at
+  once (each request of a batch is one call), plain functions in a thread pool.
 * A reply goes to ``reply_to`` with the request's ``correlation_id``; the request
   is acked only after the broker confirmed the reply (at-least-once processing).
-* A handler exception becomes an error reply (``processor_error``); the request is
-  acked and the processor keeps going.
+* A handler exception becomes an error reply (``processor_error``, or the code of a
+  :class:`~hopline.handler.Refusal`); the request is acked and the processor keeps going.
 * A request whose ``x-hopline-deadline-ms`` header (unix milliseconds) has passed is acked
   without running the handler: its client has already been told ``timeout``. The
-  header is checked when a handling slot frees up, and between the items of a batch
-  handled one by one (a synchronous handler).
+  header is checked on delivery, when a handling slot frees up, and between the
+  items of a batch handled one by one (an inline handler). When the deadline passes
+  while the handler runs, the call is cancelled (an async handler is cancelled, a
+  generator closed, a thread's result abandoned), its slot freed, and the message
+  acked without a reply.
+* Streams (generator handlers): a request carrying
+  :data:`~hopline.wire.amqp.STREAM_HEADER` gets partial reply batches (see
+  :mod:`processor.streams`), then its final reply once they are confirmed; a
+  partial publish that fails leaves the message unacked for redelivery.
+* Lifecycle hooks: ``startup`` runs in :meth:`Processor.start` before connecting
+  (it raises :class:`~processor.handlers.StartupError`), ``shutdown`` at the end of
+  :meth:`Processor.stop` (and when ``start`` fails after ``startup``).
 * With a delivery limit (see :mod:`hopline.wire.amqp`), a redelivered request is
   counted: on a classic queue it is re-published with an incremented
   ``x-hopline-attempts`` header and the original acked (the count survives the
@@ -31,19 +44,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from hopline.handler import Context
 from hopline.wire.amqp import (
-    ATTEMPTS_HEADER,
     BINARY_CONTENT_TYPE,
     DEADLINE_HEADER,
-    DELIVERY_COUNT_HEADER,
     ERROR_HEADER,
+    RUN_HEADER,
+    STREAM_HEADER,
     TEXT_CONTENT_TYPE,
     QueueTopology,
 )
@@ -57,7 +71,11 @@ from hopline.wire.batch import (
 from hopline.wire.connect import connect
 from hopline.wire.defaults import DEFAULT_RABBITMQ_URL
 from hopline.wire.errors import ErrorCode
-from processor.handlers import Handler, is_async
+from processor.calls import Caller
+from processor.deliveries import count_delivery, failed_deliveries
+from processor.flow import Consumers
+from processor.handlers import Handler, Hooks
+from processor.streams import ControlQueue, MessageStreams
 
 __all__ = ["Processor", "ProcessorSettings"]
 
@@ -72,48 +90,80 @@ class ProcessorSettings:
         rabbitmq_url: AMQP URL of the broker.
         topology: the input queues (same arguments as the gateway's).
         prefetch: AMQP prefetch count (messages delivered but not yet acked).
-        concurrency: messages handled at once (defaults to ``prefetch``).
+        concurrency: handler calls at once, and threads for plain handlers (defaults
+            to ``prefetch``).
+        prefetch_bytes: pause consuming while unacked deliveries hold this many
+            bytes (0: no bound); see :mod:`processor.flow`.
     """
 
     rabbitmq_url: str = DEFAULT_RABBITMQ_URL
     topology: QueueTopology = field(default_factory=QueueTopology)
     prefetch: int = 64
     concurrency: int | None = None
+    prefetch_bytes: int = 32 * 2**20
 
 
 class Processor:
     """One processor process' worth of consumers. See the module docstring."""
 
-    def __init__(self, settings: ProcessorSettings, handler: Handler) -> None:
+    def __init__(
+        self, settings: ProcessorSettings, handler: Handler, hooks: Hooks | None = None
+    ) -> None:
         self.settings = settings
-        self.handler = handler
-        self._handler_is_async = is_async(handler)
-        self.handled = 0
-        self.failed = 0
+        self.caller = Caller(handler, settings.concurrency or settings.prefetch)
+        self.hooks = hooks or Hooks()
+        self.control = ControlQueue()
+        self.consumers = Consumers(
+            self._on_message, settings.prefetch_bytes, settings.prefetch, self._set_prefetch
+        )
+        self.malformed = 0
         self._conn: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
-        self._consumers: list[tuple[Any, str]] = []
-        self._slots = asyncio.Semaphore(settings.concurrency or settings.prefetch)
         self._in_progress: set[asyncio.Task[Any]] = set()
 
+    @property
+    def handled(self) -> int:
+        """Handler calls so far."""
+        return self.caller.calls
+
+    @property
+    def failed(self) -> int:
+        """Handler calls that ended in an error, plus malformed batches."""
+        return self.caller.failures + self.malformed
+
     async def start(self, connect_timeout: float = 10.0) -> None:
-        """Connect, declare the queues, start consuming.
+        """Run the startup hook, connect, declare the queues, start consuming.
 
         Raises:
+            StartupError: the handler module's ``startup()`` raised (nothing consumed).
             BrokerUnavailable: the broker did not accept a connection in time.
         """
-        (self._conn,) = await connect(
-            self.settings.rabbitmq_url, ["hopline-processor"], connect_timeout
-        )
-        self._channel = await self._conn.channel(publisher_confirms=True)
-        await self._channel.set_qos(prefetch_count=self.settings.prefetch)
-        plain, batch = await self.settings.topology.declare(self._channel)
-        for queue in (plain, batch):
-            tag = await queue.consume(self._on_message)
-            self._consumers.append((queue, tag))
+        await self.hooks.run_startup()
+        try:
+            (self._conn,) = await connect(
+                self.settings.rabbitmq_url, ["hopline-processor"], connect_timeout
+            )
+            self._channel = await self._conn.channel(publisher_confirms=True)
+            await self._channel.set_qos(prefetch_count=self.settings.prefetch)
+            await self.control.start(self._channel)
+            plain, batch = await self.settings.topology.declare(self._channel)
+            await self.consumers.start([plain, batch])
+        except BaseException:
+            await self._close()
+            raise
         log.info(
-            "consuming %s and %s (prefetch %d)", plain.name, batch.name, self.settings.prefetch
+            "consuming %s and %s (prefetch %d, %d bytes; handler %s, concurrency %d)",
+            plain.name,
+            batch.name,
+            self.settings.prefetch,
+            self.settings.prefetch_bytes,
+            self.caller.shape.kind,
+            self.caller.concurrency,
         )
+
+    async def _set_prefetch(self, count: int) -> None:
+        assert self._channel is not None
+        await self._channel.set_qos(prefetch_count=count)
 
     @property
     def in_progress(self) -> int:
@@ -121,31 +171,39 @@ class Processor:
         return len(self._in_progress)
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
-        """Stop consuming, finish (and ack) what is in progress, close the connection."""
-        for queue, tag in self._consumers:
-            with contextlib.suppress(Exception):
-                await queue.cancel(tag)
-        self._consumers.clear()
+        """Stop consuming, finish (and ack) what is in progress, close, run the shutdown hook."""
+        with contextlib.suppress(Exception):
+            await self.consumers.stop()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain_timeout):
                 # Deliveries already on their way when the consumer was cancelled
                 # start new tasks; wait until none is left.
                 while self._in_progress:
                     await asyncio.wait(set(self._in_progress))
+        await self._close()
+        log.info("stopped after %d requests (%d failed)", self.handled, self.failed)
+
+    async def _close(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close()
-        log.info("stopped after %d requests (%d failed)", self.handled, self.failed)
+        self.caller.close()
+        try:
+            await self.hooks.run_shutdown()
+        except Exception as exc:
+            log.error("handler shutdown failed: %s: %s", type(exc).__name__, exc)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()
         assert task is not None
+        size = len(message.body)
         self._in_progress.add(task)
+        self.consumers.taken(size)
         try:
-            async with self._slots:
-                await self._process(message)
+            await self._process(message)
         finally:
             self._in_progress.discard(task)
+            self.consumers.released(size)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}
@@ -155,26 +213,63 @@ class Processor:
         if _expired(deadline):
             await message.ack()
             return
-        if self.settings.topology.delivery_limit is not None and await self._count_delivery(
-            message, deadline
-        ):
-            return
+        if self.settings.topology.delivery_limit is not None:
+            assert self._channel is not None
+            if await count_delivery(
+                message, deadline, self.settings.topology, self._channel, self._reply
+            ):
+                return
         if not message.reply_to:
             log.warning(
                 "request without reply_to dropped (correlation id %s)", message.correlation_id
             )
             await message.ack()
             return
-        if message.content_type == BATCH_CONTENT_TYPE:
-            result = await self._handle_batch(message.body, deadline)
-            if result is None:  # the deadline passed between two items
+        streams = None
+        if headers.get(STREAM_HEADER) and message.correlation_id and self._channel is not None:
+            streams = self.control.open(self._channel, message.correlation_id, message.reply_to)
+        try:
+            try:
+                result = await self._handle(message, deadline, streams)
+            except _StreamBroken:
+                return
+            if result is None:  # the deadline passed: nobody waits for a reply
                 await message.ack()
                 return
             body, content_type, reply_headers = result
-        else:
-            body, content_type, reply_headers = await self._handle_plain(message)
+            if streams is not None and streams.sent:
+                reply_headers = {**(reply_headers or {}), RUN_HEADER: streams.run}
+        finally:
+            if streams is not None:
+                self.control.close(streams)
+                await streams.close()
         if await self._reply(message, body, content_type, reply_headers):
             await message.ack()
+
+    async def _handle(
+        self, message: AbstractIncomingMessage, deadline: int | None, streams: MessageStreams | None
+    ) -> tuple[bytes, str, dict[str, Any] | None] | None:
+        """The reply to ``message``, or None when its deadline passed (before or while running).
+
+        A stream whose partial replies could not be published raises
+        :class:`_StreamBroken` (the message is left for redelivery).
+        """
+        at = None
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            at = loop.time() + (deadline / 1000 - time.time())
+        try:
+            async with asyncio.timeout_at(at):
+                if message.content_type == BATCH_CONTENT_TYPE:
+                    result = await self._handle_batch(message, deadline, streams)
+                else:
+                    result = await self._handle_plain(message, deadline, streams)
+                if result is not None and streams is not None and not await streams.drain():
+                    await message.nack(requeue=True)
+                    raise _StreamBroken
+                return result
+        except TimeoutError:
+            return None
 
     async def _reply(
         self,
@@ -205,66 +300,23 @@ class Processor:
             return False
         return True
 
-    async def _count_delivery(self, message: AbstractIncomingMessage, deadline: int | None) -> bool:
-        """Enforce the delivery limit; True when ``message`` was dealt with here.
-
-        A request past the limit is rejected to the dead-letter queue after its
-        client got ``processor_error``. A redelivered request on a classic queue
-        is re-published with its failure count and the original acked; the copy
-        is handled when it comes back.
-        """
-        topology = self.settings.topology
-        limit = topology.delivery_limit
-        assert limit is not None
-        failed = _failed_deliveries(message)
-        if failed >= limit:
-            log.warning(
-                "request %s failed %d times; dead-lettered to %s",
-                message.correlation_id,
-                failed,
-                topology.dead_letter_queue,
-            )
-            if message.reply_to:
-                text = (
-                    f"request failed {failed} times (the processor died or lost its "
-                    f"connection); dead-lettered to {topology.dead_letter_queue}"
-                )
-                body, content_type, headers = _error_reply(message, text)
-                if not await self._reply(message, body, content_type, headers):
-                    return True
-            await message.reject(requeue=False)
-            return True
-        if not message.redelivered or DELIVERY_COUNT_HEADER in (message.headers or {}):
-            return False  # a first delivery, or a queue that counts by itself
-        assert self._channel is not None
-        remaining = None if deadline is None else (deadline - time.time() * 1000) / 1000
-        if remaining is not None and remaining <= 0.001:  # expired meanwhile: nobody waits
-            await message.ack()
-            return True
-        copy = aio_pika.Message(
-            message.body,
-            headers={**(message.headers or {}), ATTEMPTS_HEADER: failed},
-            content_type=message.content_type,
-            correlation_id=message.correlation_id,
-            reply_to=message.reply_to,
-            expiration=remaining if remaining is not None else message.expiration,
-            delivery_mode=message.delivery_mode,
-        )
-        try:
-            await self._channel.default_exchange.publish(
-                copy, routing_key=message.routing_key or topology.input_queue
-            )
-        except Exception:
-            log.warning("could not re-publish a redelivered request", exc_info=True)
-            with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
-            return True
-        await message.ack()
-        return True
+    def _contexts(
+        self, message: AbstractIncomingMessage, deadline: int | None, count: int | None
+    ) -> list[Context | None]:
+        """One context per request (``count`` None: a plain message), if the handler wants one."""
+        if not self.caller.shape.takes_context:
+            return [None] * (count or 1)
+        headers = types.MappingProxyType(dict(message.headers or {}))
+        corr = message.correlation_id
+        at = None if deadline is None else deadline / 1000
+        attempt = failed_deliveries(message) + 1
+        if count is None:
+            return [Context(corr, at, attempt, headers)]
+        return [Context(corr, at, attempt, headers, i) for i in range(count)]
 
     async def _handle_plain(
-        self, message: AbstractIncomingMessage
-    ) -> tuple[bytes, str, dict[str, Any] | None]:
+        self, message: AbstractIncomingMessage, deadline: int | None, streams: MessageStreams | None
+    ) -> tuple[bytes, str, dict[str, Any] | None] | None:
         binary = message.content_type == BINARY_CONTENT_TYPE
         payload: str | bytes
         if binary:
@@ -275,7 +327,17 @@ class Processor:
             except UnicodeDecodeError:
                 payload = message.body
                 binary = True
-        result = await self._call(payload)
+        (ctx,) = self._contexts(message, deadline, None)
+        caller = self.caller
+        if caller.inline:
+            result = caller.call_inline(payload, ctx)
+            if not isinstance(result, str | bytes | ItemError):
+                result = await result
+        else:
+            outcome = await caller.run(payload, ctx, 0, streams, lambda: _expired(deadline))
+            if outcome is None:
+                return None
+            result = outcome
         if isinstance(result, ItemError):
             return result.message.encode(), TEXT_CONTENT_TYPE, {ERROR_HEADER: result.code}
         if isinstance(result, bytes):
@@ -283,68 +345,48 @@ class Processor:
         return result.encode(), TEXT_CONTENT_TYPE, None
 
     async def _handle_batch(
-        self, body: bytes, deadline: int | None = None
+        self, message: AbstractIncomingMessage, deadline: int | None, streams: MessageStreams | None
     ) -> tuple[bytes, str, dict[str, Any] | None] | None:
         """The reply to a batch, or None when its deadline passed before every item ran."""
         try:
-            payloads = decode_requests(body)
+            payloads = decode_requests(message.body)
         except BatchFormatError as exc:
-            self.failed += 1
-            message = f"malformed request batch: {exc}"
-            return message.encode(), TEXT_CONTENT_TYPE, {ERROR_HEADER: ErrorCode.BAD_REQUEST.value}
-        if self._handler_is_async:
-            results = list(await asyncio.gather(*(self._call(p) for p in payloads)))
-        else:
-            results = []
-            for payload in payloads:
+            self.malformed += 1
+            text = f"malformed request batch: {exc}"
+            return text.encode(), TEXT_CONTENT_TYPE, {ERROR_HEADER: ErrorCode.BAD_REQUEST.value}
+        contexts = self._contexts(message, deadline, len(payloads))
+        caller = self.caller
+        results: list[str | bytes | ItemError] = []
+        if caller.inline:
+            for payload, ctx in zip(payloads, contexts, strict=True):
                 if _expired(deadline):
                     return None
-                results.append(await self._call(payload))
+                result = caller.call_inline(payload, ctx)
+                if not isinstance(result, str | bytes | ItemError):
+                    result = await result
+                results.append(result)
+        else:
+
+            def expired() -> bool:
+                return _expired(deadline)
+
+            outcomes = await asyncio.gather(
+                *(
+                    caller.run(payload, ctx, i, streams, expired)
+                    for i, (payload, ctx) in enumerate(zip(payloads, contexts, strict=True))
+                )
+            )
+            for outcome in outcomes:
+                if outcome is None:
+                    return None
+                results.append(outcome)
         return encode_replies(results), BATCH_CONTENT_TYPE, None
 
-    async def _call(self, payload: str | bytes) -> str | bytes | ItemError:
-        self.handled += 1
-        try:
-            result = self.handler(payload)
-            if isinstance(result, Awaitable):
-                result = await result
-        except Exception as exc:
-            self.failed += 1
-            log.debug("handler raised", exc_info=True)
-            return ItemError(ErrorCode.PROCESSOR_ERROR, f"{type(exc).__name__}: {exc}")
-        if isinstance(result, str | bytes):
-            return result
-        self.failed += 1
-        return ItemError(
-            ErrorCode.PROCESSOR_ERROR,
-            f"handler returned {type(result).__name__}, expected str or bytes",
-        )
+
+class _StreamBroken(Exception):
+    """Partial replies could not be published; the message was nacked for redelivery."""
 
 
 def _expired(deadline: int | None) -> bool:
     """Whether a ``x-hopline-deadline-ms`` value lies in the past."""
     return deadline is not None and time.time() * 1000 > deadline
-
-
-def _failed_deliveries(message: AbstractIncomingMessage) -> int:
-    """Deliveries of ``message`` that ended without an ack, this one excluded."""
-    headers = message.headers or {}
-    count = headers.get(DELIVERY_COUNT_HEADER)  # quorum queues count by themselves
-    if isinstance(count, int):
-        return count
-    attempts = headers.get(ATTEMPTS_HEADER)
-    previous = attempts if isinstance(attempts, int) else 0
-    return previous + (1 if message.redelivered else 0)
-
-
-def _error_reply(message: AbstractIncomingMessage, text: str) -> tuple[bytes, str, dict[str, Any]]:
-    """A ``processor_error`` reply to ``message``: one error per item for a batch."""
-    if message.content_type == BATCH_CONTENT_TYPE:
-        try:
-            count = len(decode_requests(message.body))
-        except BatchFormatError:
-            pass
-        else:
-            error = ItemError(ErrorCode.PROCESSOR_ERROR, text)
-            return encode_replies([error] * count), BATCH_CONTENT_TYPE, {}
-    return text.encode(), TEXT_CONTENT_TYPE, {ERROR_HEADER: ErrorCode.PROCESSOR_ERROR.value}

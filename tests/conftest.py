@@ -24,7 +24,7 @@ from gateway.config import GatewaySettings
 from gateway.server import Gateway
 from hopline.broker_node import port_answers
 from hopline.wire.amqp import QueueTopology
-from processor.handlers import Handler, load_handler
+from processor.handlers import Handler, load_handler, load_hooks
 from processor.worker import Processor, ProcessorSettings
 
 # Hypothesis' per-example deadline is a timed assertion: on a loaded 2-core CI box it fails
@@ -93,10 +93,11 @@ class Stack:
     async def processor(self, handler: str | Handler = "world", **overrides: Any) -> Processor:
         """Start an in-process processor consuming this test's queues."""
         fn = load_handler(handler) if isinstance(handler, str) else handler
+        hooks = load_hooks(handler) if isinstance(handler, str) else None
         settings = ProcessorSettings(
             rabbitmq_url=self.rabbitmq_url, topology=self.topology, **overrides
         )
-        proc = Processor(settings, fn)
+        proc = Processor(settings, fn, hooks)
         await proc.start()
         self.processors.append(proc)
         return proc

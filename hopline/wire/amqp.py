@@ -13,6 +13,11 @@ redeclaration with different arguments), so the arguments live here only.
   ``reply_to``, ``correlation_id`` and headers (RabbitMQ adds ``x-death``), so
   they can be inspected and replayed.
 
+Control queues: every hopline processor also consumes an exclusive, auto-deleted
+``hopline.control.<uuid>`` queue of its own, named in the :data:`CONTROL_HEADER` of
+its partial replies; a requester publishes cancel messages there (see
+:mod:`hopline.wire.batch`) when the client of a streamed reply went away.
+
 Delivery limit: a request whose processor dies (or loses its connection) before
 acking it is redelivered. Quorum queues count deliveries themselves
 (``x-delivery-count`` header, ``x-delivery-limit`` argument); for classic queues
@@ -34,9 +39,13 @@ if TYPE_CHECKING:
 __all__ = [
     "ATTEMPTS_HEADER",
     "BINARY_CONTENT_TYPE",
+    "CONTROL_HEADER",
+    "CONTROL_QUEUE_PREFIX",
     "DEADLINE_HEADER",
     "DELIVERY_COUNT_HEADER",
     "ERROR_HEADER",
+    "RUN_HEADER",
+    "STREAM_HEADER",
     "TEXT_CONTENT_TYPE",
     "QueueTopology",
 ]
@@ -50,6 +59,15 @@ DEADLINE_HEADER = "x-hopline-deadline-ms"
 ATTEMPTS_HEADER = "x-hopline-attempts"
 # Set by quorum queues on a redelivered message: deliveries returned without an ack.
 DELIVERY_COUNT_HEADER = "x-delivery-count"
+# Streamed replies (see hopline.wire.batch): on a request, any true value asks for partial
+# reply batches; without it the processor joins the chunks into one ordinary reply.
+STREAM_HEADER = "x-hopline-stream"
+# On partial reply batches: the processor's control queue, where cancel messages go.
+CONTROL_HEADER = "x-hopline-control"
+# On partial reply batches and the final reply after them: one id per handling of a message.
+RUN_HEADER = "x-hopline-run"
+# Name prefix of a processor's own control queue (the rest is a uuid).
+CONTROL_QUEUE_PREFIX = "hopline.control."
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 

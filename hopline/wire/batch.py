@@ -13,6 +13,38 @@ items, each ``kind:u8 | length:u32 big-endian | payload``, where kind is
 Body of a reply batch: one item per request item, in the same order, each
 ``status:u8 | length:u32 | payload``, where status is ``0`` (text reply),
 ``1`` (binary reply) or ``2`` (error; the payload is ``code:message`` in UTF-8).
+
+Streamed replies (a handler that yields chunks) travel in **partial reply batches**
+(content type :data:`PARTIAL_CONTENT_TYPE`), sent only to a requester that asked for
+them with the :data:`~hopline.wire.amqp.STREAM_HEADER` request header; anyone else
+gets one ordinary reply with the chunks joined. Contract:
+
+* A partial reply batch has the correlation id of the request message (the batch's,
+  or the plain request's) and goes to its ``reply_to``. Its body is a sequence of
+  chunks of one or more of the message's requests, each
+  ``index:u32 | seq:u32 | kind:u8 | length:u32 | payload``: ``index`` is the
+  request's position in its batch (0 for a plain message), ``seq`` the chunk's
+  number within that request's stream (0, 1, 2, ... without gaps), kind ``0`` text
+  or ``1`` binary. Chunks of one request appear in order; the processor gathers
+  every chunk produced in one event-loop tick (and while the previous partial
+  message of the same request message awaits its confirm) into one message.
+* Every chunk but the last of a request travels in partial batches; the **last**
+  chunk is that request's item of the ordinary final reply (batch or plain), which
+  comes after all of its partial batches (same channel, same queue: AMQP keeps the
+  order). An error mid-stream is the item's ordinary error reply. So a requester
+  that ignores partial batches sees the last chunk as the reply; non-streamed
+  replies are unchanged byte for byte.
+* Partial batches, and the final reply of a message that sent any, carry
+  :data:`~hopline.wire.amqp.RUN_HEADER` (one value per handling of the message): a
+  request redelivered after its processor died starts a new run at ``seq`` 0, so
+  a requester that already forwarded chunks of another run must end the request
+  with an error instead of mixing two runs (never a truncated success).
+* Partial batches carry :data:`~hopline.wire.amqp.CONTROL_HEADER`, the processor's
+  control queue: publishing a **cancel** message there (content type
+  :data:`CANCEL_CONTENT_TYPE`, the request message's correlation id, body
+  :func:`encode_cancel` of the item indexes, empty for all) closes the handlers'
+  generators of those requests (the client went away). Their final reply items are
+  ``processor_error`` and may be ignored.
 """
 
 from __future__ import annotations
@@ -23,17 +55,28 @@ from dataclasses import dataclass
 
 __all__ = [
     "BATCH_CONTENT_TYPE",
+    "CANCEL_CONTENT_TYPE",
+    "PARTIAL_CONTENT_TYPE",
     "BatchFormatError",
+    "Chunk",
     "ItemError",
+    "decode_cancel",
+    "decode_partials",
     "decode_replies",
     "decode_requests",
+    "encode_cancel",
+    "encode_partials",
     "encode_replies",
     "encode_requests",
 ]
 
 BATCH_CONTENT_TYPE = "application/vnd.hopline.batch"
+PARTIAL_CONTENT_TYPE = "application/vnd.hopline.partial"
+CANCEL_CONTENT_TYPE = "application/vnd.hopline.cancel"
 
 _HEADER = struct.Struct(">BI")
+_CHUNK_HEADER = struct.Struct(">IIBI")
+_INDEX = struct.Struct(">I")
 _TEXT, _BINARY, _ERROR = 0, 1, 2
 
 
@@ -47,6 +90,15 @@ class ItemError:
 
     code: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One chunk of a streamed reply: request ``index`` in its message, chunk number ``seq``."""
+
+    index: int
+    seq: int
+    data: str | bytes
 
 
 def _encode(items: Iterable[tuple[int, bytes]]) -> bytes:
@@ -134,3 +186,64 @@ def decode_replies(body: bytes, expected: int) -> Sequence[str | bytes | ItemErr
     if len(out) != expected:
         raise BatchFormatError(f"reply batch holds {len(out)} items, expected {expected}")
     return out
+
+
+def encode_partials(chunks: Iterable[Chunk]) -> bytes:
+    """Pack streamed chunks (of one request message, in order) into a partial batch body."""
+    pack = _CHUNK_HEADER.pack
+    parts: list[bytes] = []
+    for chunk in chunks:
+        data = chunk.data
+        if isinstance(data, bytes):
+            parts.append(pack(chunk.index, chunk.seq, _BINARY, len(data)))
+            parts.append(data)
+        else:
+            encoded = data.encode()
+            parts.append(pack(chunk.index, chunk.seq, _TEXT, len(encoded)))
+            parts.append(encoded)
+    return b"".join(parts)
+
+
+def decode_partials(body: bytes) -> list[Chunk]:
+    """Unpack a partial batch body (text chunks as ``str``, binary as ``bytes``).
+
+    Raises:
+        BatchFormatError: the body is truncated or has an unknown chunk kind.
+    """
+    view = memoryview(body)
+    unpack = _CHUNK_HEADER.unpack_from
+    size = _CHUNK_HEADER.size
+    out: list[Chunk] = []
+    offset, end = 0, len(body)
+    while offset < end:
+        if end - offset < size:
+            raise BatchFormatError("truncated chunk header")
+        index, seq, kind, length = unpack(view, offset)
+        offset += size
+        if end - offset < length:
+            raise BatchFormatError("truncated chunk payload")
+        payload = bytes(view[offset : offset + length])
+        offset += length
+        if kind == _TEXT:
+            out.append(Chunk(index, seq, payload.decode(errors="replace")))
+        elif kind == _BINARY:
+            out.append(Chunk(index, seq, payload))
+        else:
+            raise BatchFormatError(f"unknown chunk kind {kind}")
+    return out
+
+
+def encode_cancel(indexes: Iterable[int]) -> bytes:
+    """The body of a cancel message: the request indexes to cancel (none: every request)."""
+    return b"".join(_INDEX.pack(i) for i in indexes)
+
+
+def decode_cancel(body: bytes) -> list[int]:
+    """The request indexes of a cancel message body (empty: every request).
+
+    Raises:
+        BatchFormatError: the body is not a whole number of 4-byte indexes.
+    """
+    if len(body) % _INDEX.size:
+        raise BatchFormatError("cancel body is not a sequence of u32 indexes")
+    return [i for (i,) in _INDEX.iter_unpack(body)]

@@ -93,12 +93,18 @@ async def test_batch_items_left_at_the_deadline_are_skipped(
     tmp_path: Path,
     processes: list[ProcessorProcess],
 ) -> None:
-    """A batch handled item by item stops at its deadline: later items never run."""
+    """A batch handled item by item (one slot) stops at its deadline: later items never run."""
     gw = await stack.gateway(request_timeout=TIMEOUT, batching="on")
     trace = tmp_path / "handled.log"
     env = subprocess_env(HOPLINE_FAULTS_LOG=str(trace), HOPLINE_FAULTS_DELAY="0.3")
     proc = await spawn_processor(
-        rabbitmq_url, topology, "tests.faults.handlers:sync_slow_echo", tmp_path, env=env
+        rabbitmq_url,
+        topology,
+        "tests.faults.handlers:sync_slow_echo",
+        tmp_path,
+        "--concurrency",
+        "1",
+        env=env,
     )
     processes.append(proc)
 
