@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -61,7 +62,12 @@ def not_found(path: str) -> Response:
 
 
 def health(gw: Gateway) -> Response:
-    """``GET /health``: 200 ``healthy`` while the broker is connected and not draining, else 503."""
+    """``GET /health``: 200 ``healthy`` while the broker is connected and not draining, else 503.
+
+    Everything in it is this process' own; ``worker`` says which of the gateway
+    processes sharing the port (``--workers``) answered: ``index`` (0-based),
+    ``count``, ``pid`` and its ``reply_queue``.
+    """
     connected = gw.broker.connected
     healthy = connected and not gw.draining
     body = {
@@ -71,8 +77,18 @@ def health(gw: Gateway) -> Response:
         "broker": "connected" if connected else "disconnected",
         "draining": gw.draining,
         "batching": gw.broker.batching_active,
+        "worker": _worker(gw),
     }
     return respond_json(200 if healthy else 503, body)
+
+
+def _worker(gw: Gateway) -> dict[str, Any]:
+    return {
+        "index": gw.worker.index,
+        "count": gw.worker.count,
+        "pid": os.getpid(),
+        "reply_queue": gw.broker.reply_queue_name,
+    }
 
 
 def metrics(gw: Gateway) -> Response:
@@ -85,7 +101,8 @@ def stats(gw: Gateway) -> Response:
 
     Schema (all counts are integers; ``unacked`` may be null)::
 
-        {"time": <unix s>, "active_websockets": n, "pending_requests": n,
+        {"time": <unix s>, "worker": {"index": n, "count": n, "pid": n, "reply_queue": s},
+         "active_websockets": n, "pending_requests": n,
          "broker": "connected"|"disconnected", "batching": bool,
          "requests_total": n, "replies_total": n, "errors_total": {"<code>": n},
          "dropped_replies_total": n,
@@ -96,6 +113,7 @@ def stats(gw: Gateway) -> Response:
     broker, m = gw.broker, gw.metrics
     body = {
         "time": time.time(),
+        "worker": _worker(gw),
         "active_websockets": gw.active_websockets,
         "pending_requests": broker.pending_requests,
         "broker": "connected" if broker.connected else "disconnected",

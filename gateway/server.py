@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,7 +48,7 @@ from gateway.security import (
 from gateway.session import Session
 from hopline.wire.envelope import SUBPROTOCOL
 
-__all__ = ["PLAIN_SUBPROTOCOL", "Gateway"]
+__all__ = ["PLAIN_SUBPROTOCOL", "Gateway", "WorkerIdentity"]
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +152,25 @@ def _offered_subprotocols(request: HttpRequest) -> list[str]:
         return []  # the upgrade itself will fail with 400
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerIdentity:
+    """Which of ``count`` gateway processes on one port this is (``hopline gateway --workers``).
+
+    ``sock``: a listening socket shared by every worker, where the platform has no
+    ``SO_REUSEPORT``; None means each worker binds its own with ``reuse_port``.
+    """
+
+    index: int = 0
+    count: int = 1
+    sock: socket.socket | None = None
+
+
 class Gateway:
     """Owns the broker side, the listening server and the live sessions."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, worker: WorkerIdentity | None = None) -> None:
         self.settings = settings
+        self.worker = worker or WorkerIdentity()
         self.metrics = GatewayMetrics()
         self.broker = Broker(settings, self.metrics)
         self.active_websockets = 0
@@ -191,10 +207,15 @@ class Gateway:
         s = self.settings
         ws_logger = logging.getLogger("websockets.server")
         install_redaction(ws_logger)  # it logs request headers at debug level
+        shared = self.worker.sock
+        where: dict[str, Any] = (
+            {"sock": shared} if shared is not None else {"host": s.host, "port": s.port}
+        )
+        if shared is None and self.worker.count > 1:
+            where["reuse_port"] = True  # the kernel spreads connections over the workers
         self._server = await serve(
             self._handle,
-            s.host,
-            s.port,
+            **where,
             process_request=self._process_request,
             select_subprotocol=_select_subprotocol,  # type: ignore[arg-type]
             max_size=s.max_message_size,
@@ -204,7 +225,7 @@ class Gateway:
             compression=None if s.compression == "none" else "deflate",
             # The default backlog (100) overflowed while 10,000 clients connected, and
             # SYN retransmits then delayed handshakes by seconds (bench/ scale scenario).
-            backlog=1024,
+            **({} if shared is not None else {"backlog": 1024}),
         )
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_stalled())
         log.info("listening on ws://%s:%d/ws", s.host, self.port)

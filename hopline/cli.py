@@ -91,6 +91,9 @@ def gateway(**kw: Any) -> None:
     from hopline.wire.connect import BrokerUnavailable
 
     settings = gateway_settings(kw)
+    if kw["workers"] > 1:
+        _gateway_workers(settings, kw["workers"])
+        return
     gw = Gateway(settings)
 
     def started() -> None:
@@ -105,6 +108,28 @@ def gateway(**kw: Any) -> None:
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
             exits.STARTUP_FAILURE,
         )
+
+
+def _gateway_workers(settings: Any, workers: int) -> None:
+    """``hopline gateway --workers N``: see :mod:`hopline.workers`."""
+    from hopline.workers import WorkerStartError, serve_workers
+
+    def ready(port: int) -> None:
+        click.echo(
+            f"hopline gateway listening on ws://{settings.host}:{port}/ws ({workers} workers)",
+            err=True,
+        )
+
+    try:
+        code = serve_workers(settings, workers, ready)
+    except WorkerStartError as exc:
+        exits.fail(str(exc), exits.STARTUP_FAILURE)
+    except OSError as exc:
+        exits.fail(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
+            exits.STARTUP_FAILURE,
+        )
+    sys.exit(code)
 
 
 @main.command()

@@ -193,6 +193,14 @@ gateway_options = _compose(
         help="RabbitMQ management API base URL, for unacked counts in /stats.",
     ),
     option(
+        "--workers",
+        env="HOPLINE_WORKERS",
+        default=1,
+        type=click.IntRange(min=1),
+        help="Gateway processes sharing the port (SO_REUSEPORT; the kernel spreads "
+        "connections); /health, /metrics and /stats are per worker.",
+    ),
+    option(
         "--drain-timeout",
         env="HOPLINE_DRAIN_TIMEOUT",
         default=_GATEWAY_DEFAULTS.drain_timeout,

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -90,7 +91,7 @@ def run_stack(settings: GatewaySettings, kw: dict[str, Any]) -> None:
     try:
         for _ in range(kw["processors"]):
             children.append(subprocess.Popen(processor_argv(kw, settings.rabbitmq_url)))
-        _run_gateway(settings, kw["processors"], private)
+        _run_gateway(settings, kw["processors"], private, kw.get("workers", 1))
     finally:
         for child in children:
             with contextlib.suppress(ProcessLookupError):
@@ -106,16 +107,12 @@ def run_stack(settings: GatewaySettings, kw: dict[str, Any]) -> None:
             private.cleanup()
 
 
-def _run_gateway(settings: GatewaySettings, processors: int, private: PrivateBroker | None) -> None:
-    gw = Gateway(settings)
-
-    async def start() -> None:
-        await gw.start()
-        await _wait_for_consumers(gw, processors, timeout=30.0)
-
-    def started() -> None:
+def _run_gateway(
+    settings: GatewaySettings, processors: int, private: PrivateBroker | None, workers: int
+) -> None:
+    def banner(port: int) -> None:
         host = "localhost" if settings.host in ("0.0.0.0", "::", "") else settings.host
-        base = f"{host}:{gw.port}"
+        base = f"{host}:{port}"
         lines = [
             "hopline is up",
             f"  websocket   ws://{base}/ws",
@@ -126,18 +123,52 @@ def _run_gateway(settings: GatewaySettings, processors: int, private: PrivateBro
             f"  broker      {redact_url(settings.rabbitmq_url)}"
             + (" (private node, stopped on exit)" if private else ""),
             f"  processors  {processors}",
+            *([f"  workers     {workers} gateway processes on port {port}"] if workers > 1 else []),
             "Ctrl-C stops everything.",
         ]
         click.echo("\n".join(lines))
 
+    async def after_start(gw: Gateway) -> None:
+        await _wait_for_consumers(gw, processors, timeout=30.0)
+
+    if workers > 1:
+        _run_workers(settings, workers, banner, after_start)
+        return
+    gw = Gateway(settings)
+
+    async def start() -> None:
+        await gw.start()
+        await after_start(gw)
+
     try:
-        run(run_until_signalled(start, gw.stop, started))
+        run(run_until_signalled(start, gw.stop, lambda: banner(gw.port)))
     except BrokerUnavailable as exc:
         raise UpError(str(exc)) from None
     except OSError as exc:
         raise UpError(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
         ) from None
+
+
+def _run_workers(
+    settings: GatewaySettings,
+    workers: int,
+    banner: Callable[[int], None],
+    after_start: Callable[[Gateway], Awaitable[None]],
+) -> None:
+    """``--workers N``: the gateway as N processes (see :mod:`hopline.workers`)."""
+    from hopline.workers import WorkerStartError, serve_workers
+
+    try:
+        code = serve_workers(settings, workers, banner, after_start)
+    except WorkerStartError as exc:
+        raise UpError(str(exc)) from None
+    except OSError as exc:
+        raise UpError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
+    if code != 0:  # a worker died while serving (1) or was forced to exit (130)
+        sys.exit(code)  # run_stack's cleanup still stops the processors and the broker
 
 
 async def _wait_for_consumers(gw: Gateway, processors: int, timeout: float) -> None:

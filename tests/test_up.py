@@ -128,3 +128,31 @@ async def test_health_is_unhealthy_while_the_broker_is_gone(private_broker: Priv
         assert body["broker"] == "disconnected"
     finally:
         await gw.stop()
+
+
+async def test_up_with_two_gateway_workers_serves_and_stops_cleanly(rabbitmq_url: str) -> None:
+    """hopline up --workers 2: both gateway processes answer on one port; SIGTERM exits 0."""
+    port = free_port()
+    queue = f"test-up-{uuid.uuid4().hex[:8]}"
+    proc, output = await start_up(
+        *("--port", str(port), "--processors", "1", "--workers", "2", "--input-queue", queue),
+        env={"RABBITMQ_URL": rabbitmq_url},
+    )
+    try:
+        assert f"workers     2 gateway processes on port {port}" in output
+        seen: set[int] = set()
+
+        async def both_answer() -> bool:
+            async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                await ws.send("hello")
+                assert await ws.recv() == "hello world"
+            health = await http_get(f"http://127.0.0.1:{port}/health")
+            seen.add(health.json()["worker"]["index"])
+            return seen == {0, 1}
+
+        await eventually(both_answer, timeout=30, message="both workers answering")
+    finally:
+        code = await stop_up(proc)
+        await delete_queues(rabbitmq_url, QueueTopology(input_queue=queue))
+    assert code == 0
+    assert not port_answers("127.0.0.1", port)
