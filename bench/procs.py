@@ -10,6 +10,7 @@ not start (the broker) without touching them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import resource
@@ -21,6 +22,7 @@ from pathlib import Path
 __all__ = [
     "Proc",
     "broker_pid",
+    "children",
     "counters",
     "cpu_seconds",
     "free_port",
@@ -90,6 +92,15 @@ def counters(pid: int) -> dict[str, int]:
     except OSError:
         return {}
     return out
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc/<pid>/task/*/children), oldest first."""
+    out: list[int] = []
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        with contextlib.suppress(OSError, ValueError):
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return sorted(out)
 
 
 def rss_kib(pid: int) -> int:

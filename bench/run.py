@@ -35,10 +35,13 @@ import aio_pika
 import aioloop
 import procs
 import report
+import sweep
 from wsclient import open_client
 from yarl import URL
 
 BENCH = Path(__file__).resolve().parent
+BUDGETS_MS = (5.0, 10.0)  # latency capacity budgets of the sweep (issue 16)
+WORKERS_BUDGET_MS = 10.0
 ROOT = BENCH.parent
 PY = sys.executable
 
@@ -189,6 +192,7 @@ class Bench:
         self.started: list[procs.Proc] = []
         self.queues: list[str] = []
         self.results: dict[str, dict[str, Any]] = {}
+        self.sweeps: dict[str, dict[str, Any]] = {}  # "sweep" and "workers" scenarios
         self.broker_pid = procs.broker_pid(URL(self.url).port or 5672)
 
     async def start(self, name: str, argv: list[str], **kw: Any) -> procs.Proc:
@@ -235,6 +239,14 @@ class Bench:
         await self.interleaved("open", [ref, hop])
         if a.low_rate > 0:
             await self.interleaved("open_low", [ref, hop])
+        if a.sweep:
+            await self.sweep([ref, hop])
+        if a.workers_scenario:
+            for s in systems[2:]:  # idle, but free their memory and sockets
+                await self.stop(*s.procs)
+            two = await self.setup_hopline_gateway("hopline_workers_2", workers=2)
+            await self.workers([hop, two])
+            await self.stop(*two.procs)
         for s in (ref, amqp, *systems[2:]):
             await self.stop(*s.procs)
         if a.scale > 0:
@@ -298,9 +310,18 @@ class Bench:
         self.processor_watch = {f"processor-{i}": p.pid for i, p in enumerate(processors)}
         return await self.setup_hopline_gateway("hopline"), processors
 
-    async def setup_hopline_gateway(self, key: str, persistent: bool = False) -> System:
-        """A hopline gateway on the run's input queue, ready and batching."""
+    async def setup_hopline_gateway(
+        self, key: str, persistent: bool = False, workers: int = 1
+    ) -> System:
+        """A hopline gateway on the run's input queue, ready and batching.
+
+        With ``workers`` > 1 (``--workers N``) every worker must report batching
+        (each /health request lands on the worker the kernel picks), and its
+        watched CPU is the supervisor's plus every worker's.
+        """
         extra = ["--persistent"] if persistent else []
+        if workers > 1:
+            extra += ["--workers", str(workers)]
         gw = await self.start(
             f"{key}-gateway",
             [PY, "-m", "hopline", "gateway", "--host", "127.0.0.1", "--port", "0",
@@ -310,12 +331,20 @@ class Bench:
         url = f"ws://127.0.0.1:{port}/ws"
         base = f"http://127.0.0.1:{port}"
 
+        batching_workers: set[int] = set()
+
         async def batching() -> bool:
-            return json.loads(await http_get(f"{base}/health")).get("batching") is True
+            health = json.loads(await http_get(f"{base}/health"))
+            if health.get("batching") is True:
+                batching_workers.add(health.get("worker", {}).get("index", 0))
+            return len(batching_workers) >= workers
 
         await until(batching, 30, f"{key} batching to be active")
         await until(lambda: round_trip(url, "ready", "ready world"), 30, f"{key} to answer")
         watch = {"gateway": gw.pid, "broker": self.broker_pid or 0, **self.processor_watch}
+        if workers > 1:
+            watch |= {f"gateway-worker-{i}": pid for i, pid in enumerate(procs.children(gw.pid))}
+            return System(key, [gw], watch, url=url)  # /metrics is one worker's: not scraped
         return System(key, [gw], watch, url=url, metrics_url=f"{base}/metrics")
 
     async def setup_echo(self) -> System:
@@ -339,8 +368,10 @@ class Bench:
 
     # Driving
 
-    def argv(self, system: System, mode: str, duration: float) -> list[str]:
-        """The load process' command line for one window."""
+    def argv(
+        self, system: System, mode: str, duration: float, rate: float | None = None
+    ) -> list[str]:
+        """The load process' command line for one window (``rate``: open loop at that rate)."""
         timing = ["--duration", str(duration), "--warmup", str(self.args.warmup)]
         if system.amqp_args:
             return [PY, str(BENCH / "amqp_rtt.py"), "client", *system.amqp_args, *timing]
@@ -348,16 +379,18 @@ class Bench:
         if mode == "closed":
             load = ["--connections", "50", "--suffix", suffix]
         else:
-            rate = 500 if mode == "open" else self.args.low_rate
+            rate = rate or (500 if mode == "open" else self.args.low_rate)
             load = ["--connections", "100", "--rate", str(rate), "--suffix", suffix]
         driver_mode = "closed" if mode == "closed" else "open"
         return [PY, str(BENCH / "driver.py"), driver_mode, "--url", system.url, *load, *timing]
 
-    async def drive(self, system: System, mode: str, duration: float) -> dict[str, Any]:
+    async def drive(
+        self, system: System, mode: str, duration: float, rate: float | None = None
+    ) -> dict[str, Any]:
         """One measured window on ``system``; CPU of its processes sampled over the window."""
         before = await http_get(system.metrics_url) if system.metrics_url else ""
         driver = await self.start(
-            f"driver-{mode}-{system.key}", self.argv(system, mode, duration), pipe_stdio=True
+            f"driver-{mode}-{system.key}", self.argv(system, mode, duration, rate), pipe_stdio=True
         )
         cpu = CpuWatch({**system.watch, "driver": driver.pid})
         result: dict[str, Any] | None = None
@@ -389,6 +422,83 @@ class Bench:
                 *(parse_metrics(t, "hopline_round_trip_seconds") for t in (before, after))
             )
         return result
+
+    async def sweep(self, systems: list[System]) -> None:
+        """Open-loop sweep: each system's latency curve and capacity at each budget."""
+        a = self.args
+        starts = {"reference": a.sweep_start_reference}
+        searches = {
+            s.key: sweep.RateSearch(
+                BUDGETS_MS,
+                starts.get(s.key, a.sweep_start),
+                steps=a.sweep_steps,
+                resolution=a.sweep_resolution,
+            )
+            for s in systems
+        }
+        self.sweeps["sweep"] = await self.search("sweep", systems, searches)
+
+    async def workers(self, systems: list[System]) -> None:
+        """Capacity at p99 <= 10 ms with one gateway process and with ``--workers 2``."""
+        a = self.args
+        searches = {
+            s.key: sweep.RateSearch(
+                (WORKERS_BUDGET_MS,),
+                a.sweep_start,
+                steps=a.sweep_steps,
+                resolution=a.sweep_resolution,
+            )
+            for s in systems
+        }
+        result = await self.search("workers", systems, searches)
+        caps = [c["capacity"][sweep.label(WORKERS_BUDGET_MS)] for c in result["curves"].values()]
+        result["two_over_one"] = round(caps[1] / caps[0], 3) if all(caps) else None
+        self.sweeps["workers"] = result
+
+    async def search(
+        self, name: str, systems: list[System], searches: dict[str, sweep.RateSearch]
+    ) -> dict[str, Any]:
+        """Measure each system's next rate in turn (interleaved) until every search is done."""
+        window, points = self.args.sweep_window, {s.key: [] for s in systems}
+        load = [os.getloadavg()[0]]
+        pending = list(systems)
+        while pending:
+            for system in list(pending):
+                rate = searches[system.key].next_rate()
+                if rate is None:
+                    pending.remove(system)
+                    continue
+                r = await self.drive(system, "open", window, rate)
+                complete = r["sent"] == r["ok"] and not (r["lost"] or r["wrong"] or r["errors"])
+                searches[system.key].add(
+                    sweep.Point(rate, r["p50_ms"], r["p99_ms"], r["max_ms"], complete)
+                )
+                keep = ("p50_ms", "p90_ms", "p99_ms", "max_ms", "sent", "ok", "wrong", "errors")
+                points[system.key].append(
+                    {"rate": rate, "complete": complete, "lost": r["lost"]}
+                    | {k: r[k] for k in keep}
+                    | {"cpu_cores": r["cpu_cores"], "load_average_1m": round(os.getloadavg()[0], 2)}
+                )
+                load.append(os.getloadavg()[0])
+                log(
+                    f"{name} {system.key} {rate:,.0f}/s: p50 {r['p50_ms']:.2f} ms "
+                    f"p99 {r['p99_ms']:.2f} ms max {r['max_ms']:.1f} ms "
+                    f"sent {r['sent']} ok {r['ok']}"
+                )
+        curves = {
+            s.key: {"points": points[s.key], "capacity": searches[s.key].capacities()}
+            for s in systems
+        }
+        for key, c in curves.items():
+            log(f"{name} {key}: capacity {c['capacity']}")
+        return {
+            "window_s": window,
+            "warmup_s": self.args.warmup,
+            "connections": 100,
+            "budgets_ms": list(searches[systems[0].key].budgets_ms),
+            "load_average_1m": {"min": round(min(load), 2), "max": round(max(load), 2)},
+            "curves": curves,
+        }
 
     def record(self, key: str, result: dict[str, Any]) -> None:
         """Keep a scenario's result and log a one-line summary."""
@@ -616,6 +726,12 @@ async def main_async(args: argparse.Namespace) -> int:
         hop = results["closed_hopline"]
         print(f"closed_hopline batching: {hop['publish_batches']}")
         print(f"closed_hopline gateway-side latency: {hop['gateway_round_trip']}")
+    problems += sweep_problems(bench.sweeps)
+    for name, result in bench.sweeps.items():
+        print(f"\n{name} (open loop, {result['window_s']:g} s per point):")
+        print(sweep.markdown(result["curves"], tuple(result["budgets_ms"])))
+    if "workers" in bench.sweeps:
+        print(f"workers 2 / workers 1 capacity: {bench.sweeps['workers']['two_over_one']}")
     if problems:
         print("\nCOUNT PROBLEMS:\n" + "\n".join(problems))
     out = {
@@ -632,7 +748,8 @@ async def main_async(args: argparse.Namespace) -> int:
             "scale_driver_processes": args.scale_drivers,
         },
         "scenarios": results,
-        "targets": goals,
+        **bench.sweeps,
+        "targets": goals | sweep_targets(bench.sweeps),
         "verified": not problems,
         "problems": problems,
         "table": table,
@@ -642,7 +759,70 @@ async def main_async(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2) + "\n")
         log(f"wrote {args.json}")
+    if args.plot and bench.sweeps:
+        write_plot(out, args.plot)
+        log(f"wrote {args.plot}")
     return 1 if problems else 0
+
+
+def sweep_problems(sweeps: dict[str, dict[str, Any]]) -> list[str]:
+    """Points of the sweeps where a request was not answered correctly."""
+    return [
+        f"{name} {key} at {p['rate']:,.0f}/s: sent {p['sent']} ok {p['ok']} lost {p['lost']}"
+        for name, result in sweeps.items()
+        for key, curve in result["curves"].items()
+        for p in curve["points"]
+        if not p["complete"]
+    ]
+
+
+def sweep_targets(sweeps: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Issue 16's capacity goals, from the sweep and the workers scenario."""
+    out: dict[str, dict[str, Any]] = {}
+    if "sweep" in sweeps:
+        curves = sweeps["sweep"]["curves"]
+        hop = curves.get("hopline", {}).get("capacity", {})
+        ref = curves.get("reference", {}).get("capacity", {})
+        for budget, goal in ((10.0, 10_000.0), (5.0, 5_000.0)):
+            key = sweep.label(budget)
+            value = hop.get(key)
+            out[f"capacity_{key}"] = {
+                "value": value, "goal": goal, "higher_is_better": True,
+                "met": None if value is None else value >= goal, "unit": "/s",
+            }  # fmt: skip
+        key = sweep.label(10.0)
+        x = round(hop[key] / ref[key], 2) if hop.get(key) and ref.get(key) else None
+        out["capacity_vs_reference"] = {
+            "value": x, "goal": 15.0, "higher_is_better": True,
+            "met": None if x is None else x >= 15.0, "unit": "x",
+        }  # fmt: skip
+    if "workers" in sweeps:
+        x = sweeps["workers"]["two_over_one"]
+        out["workers_2_over_1"] = {
+            "value": x, "goal": 1.0, "higher_is_better": True,
+            "met": None if x is None else x > 1.0, "unit": "x",
+        }  # fmt: skip
+    return out
+
+
+def write_plot(out: dict[str, Any], path: Path) -> None:
+    """The sweep curves (and the workers scenario's) of a results JSON as an SVG."""
+    curves: dict[str, dict[str, Any]] = {}
+    budgets: tuple[float, ...] = BUDGETS_MS
+    if "sweep" in out:
+        curves |= out["sweep"]["curves"]
+        budgets = tuple(out["sweep"]["budgets_ms"])
+    if "workers" in out:
+        two = out["workers"]["curves"].get("hopline_workers_2")
+        if two is not None:
+            curves["hopline --workers 2"] = two
+    load = out["machine"].get("load_average_at_start", ["?"])[0]
+    title = (
+        f"Open loop, 100 connections: p99 and p50 by offered load "
+        f"({out['time'][:10]}, {out['machine']['nproc']} cores, load {load} at start)"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(sweep.svg(curves, budgets, title))
 
 
 def _shown(path: str) -> str:
@@ -705,7 +885,33 @@ def main() -> None:
     parser.add_argument(
         "--keep-logs", action="store_true", help="copy process logs next to the JSON"
     )
+    parser.add_argument(
+        "--no-sweep", dest="sweep", action="store_false", help="skip the open-loop sweep"
+    )
+    parser.add_argument(
+        "--no-workers",
+        dest="workers_scenario",
+        action="store_false",
+        help="skip the workers scenario (one gateway process against --workers 2)",
+    )
+    parser.add_argument(
+        "--sweep-window", type=float, help="seconds measured per sweep point [5; quick 1.5]"
+    )
+    parser.add_argument("--sweep-steps", type=int, help="bisection points per system [8; quick 2]")
+    parser.add_argument(
+        "--sweep-start", type=float, default=1000.0, help="first rate for hopline [1000]"
+    )
+    parser.add_argument(
+        "--sweep-start-reference", type=float, default=200.0, help="first rate, reference [200]"
+    )
+    parser.add_argument(
+        "--plot", type=Path, help="write the sweep curves as SVG (docs/performance-sweep.svg)"
+    )
     args = parser.parse_args()
+    args.sweep_window = args.sweep_window or (1.5 if args.quick else 5.0)
+    if args.sweep_steps is None:
+        args.sweep_steps = 2 if args.quick else 8
+    args.sweep_resolution = 0.25 if args.quick else 0.08
     args.duration = args.duration or (3.0 if args.quick else 20.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     args.rounds = args.rounds or (1 if args.quick else 4)
