@@ -4,29 +4,31 @@ No task and no future per request: replies are handled in ``data_received`` and
 the next request of a closed loop is written from that same callback; writes made
 while handling one read are flushed to the transport once.
 
-The connection owns its outstanding requests: for ``hopline.v1`` a dict from id to
-start time (replies in any order), for plain mode a deque in send order (each
-reply belongs to the oldest request still waiting for one). It reports every
-outcome to its :class:`Sink` (the worker).
+Encoding and matching belong to the client core (:class:`hopline.client.core.ClientCore`):
+request frames come from a template built by :func:`hopline.wire.envelope.request_template`
+(see :class:`loadtest.messages.Codec`), each reply goes through ``ClientCore.receive``
+(by id for ``hopline.v1``, by order in plain mode) and timeouts through
+``ClientCore.expire``. The connection reports every outcome to its :class:`Sink`
+(the worker). Handshake failures use the client's one wording
+(:func:`hopline.client.handshake.classify`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import struct
 import time
-from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.speedups import apply_mask
 from websockets.typing import Subprotocol
 
+from hopline.client.core import ClientCore, Failed, Reply, Unmatched
+from hopline.client.handshake import SUBPROTOCOL_REFUSED, auth_headers, classify
 from hopline.wire.envelope import SUBPROTOCOL
 from loadtest.stats import Outcome
 
@@ -36,23 +38,6 @@ if TYPE_CHECKING:
     from loadtest.messages import Codec
 
 __all__ = ["Connection", "HandshakeFailed", "Sink", "failure_reason", "text_frame"]
-
-_scan_once = json.JSONDecoder().scan_once  # the C scanner, without json.loads' wrapper
-
-
-def _loads(data: bytes) -> Any:
-    """``json.loads`` for one compact JSON document in UTF-8 (a reply frame), cheaper.
-
-    Raises:
-        ValueError: not UTF-8 or not JSON.
-    """
-    text = data.decode()
-    try:
-        obj, end = _scan_once(text, 0)
-    except StopIteration:
-        raise ValueError("not JSON") from None
-    return obj if end == len(text) else json.loads(text)
-
 
 _now = time.monotonic_ns
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
@@ -110,7 +95,13 @@ class Connection(asyncio.Protocol):
     """One WebSocket connection of a worker (see the module docstring)."""
 
     def __init__(
-        self, sink: Sink, index: int, uri: WebSocketURI, codec: Codec, token: str | None = None
+        self,
+        sink: Sink,
+        index: int,
+        uri: WebSocketURI,
+        codec: Codec,
+        token: str | None = None,
+        timeout_ns: int | None = None,
     ) -> None:
         self.sink = sink
         self._token = token
@@ -126,9 +117,7 @@ class Connection(asyncio.Protocol):
         self.closing = False  # we started closing: the loss is not a disconnect
         self.lost = False
         self.seq = 0
-        self.pending: dict[int, int] = {}  # hopline.v1: id -> start ns
-        self.order: deque[list[Any]] = deque()  # plain: [seq, start ns, resolved]
-        self.waiting = 0  # requests sent and not resolved
+        self.core: ClientCore[None] = ClientCore(codec.protocol, timeout_ns)  # at: start ns
         self.dirty = False
         self._out: list[bytes] = []  # request frames not yet written
         self._fragments: list[bytes] | None = None
@@ -139,8 +128,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         request = self.ws.connect()
-        if self._token:
-            request.headers["Authorization"] = f"Bearer {self._token}"
+        request.headers.update(auth_headers(self._token))
         self.ws.send_request(request)
         self.flush()
 
@@ -188,11 +176,12 @@ class Connection(asyncio.Protocol):
         seq = self.seq = self.seq + 1
         if self.ws.state is _OPEN:  # else the request is lost with the connection
             self._out.append(text_frame(self.codec.frame(seq)))
-        if self.plain:
-            self.order.append([seq, start_ns, False])
-        else:
-            self.pending[seq] = start_ns
-        self.waiting += 1
+        self.core.track(seq, start_ns, None)
+
+    @property
+    def waiting(self) -> int:
+        """Requests sent and not resolved."""
+        return len(self.core)
 
     def flush(self) -> None:
         """Write the pending request frames, then what the protocol wants to send, at once.
@@ -235,27 +224,10 @@ class Connection(asyncio.Protocol):
 
     # timeouts
 
-    def expire(self, cutoff_ns: int) -> None:
-        """Resolve as timed out every request started before ``cutoff_ns``."""
-        if self.plain:
-            for entry in self.order:
-                if entry[2]:
-                    continue
-                if entry[1] > cutoff_ns:
-                    break
-                entry[2] = True
-                self.waiting -= 1
-                self.sink.on_unresolved(self, entry[0], entry[1], Outcome.TIMEOUT)
-            return
-        pending = self.pending
-        while pending:
-            seq = next(iter(pending))
-            start = pending[seq]
-            if start > cutoff_ns:
-                break
-            del pending[seq]
-            self.waiting -= 1
-            self.sink.on_unresolved(self, seq, start, Outcome.TIMEOUT)
+    def expire(self, now_ns: int) -> None:
+        """Resolve as timed out every request started ``timeout_ns`` or more before ``now_ns``."""
+        for late in self.core.expire(now_ns):
+            self.sink.on_unresolved(self, late.id, late.at, Outcome.TIMEOUT)  # type: ignore[arg-type]
 
     # internals
 
@@ -265,72 +237,36 @@ class Connection(asyncio.Protocol):
             return
         exc = ws.handshake_exc
         if exc is not None:
-            self.handshake.set_exception(HandshakeFailed(_handshake_reason(exc)))
+            self.handshake.set_exception(HandshakeFailed(classify(exc).reason))
         elif not self.plain and ws.subprotocol != SUBPROTOCOL:
-            self.handshake.set_exception(
-                HandshakeFailed(f"server did not accept subprotocol {SUBPROTOCOL}")
-            )
+            self.handshake.set_exception(HandshakeFailed(SUBPROTOCOL_REFUSED.reason))
         else:
             self.established = True
             self.handshake.set_result(None)
 
     def _message(self, data: bytes) -> None:
         now = _now()
-        if self.plain:
-            self._plain_reply(data, now)
-            return
-        try:
-            obj = _loads(data)
-            seq = obj["id"]
-            start = self.pending.pop(seq)
-        except (ValueError, KeyError, TypeError):
+        event = self.core.receive(data, now)
+        cls = event.__class__
+        if cls is Reply:
+            seq: int = event.id  # type: ignore[union-attr, assignment]
+            expected = self.codec.expected(seq)
+            reply = event.data  # type: ignore[union-attr]
+            if expected is None or reply == (expected.encode() if self.plain else expected):
+                outcome = Outcome.OK
+            else:
+                outcome = Outcome.MISMATCH
+            self.sink.on_reply(self, seq, event.at, now, outcome, None)  # type: ignore[union-attr, arg-type]
+        elif cls is Failed:
+            code = event.failure.code.value  # type: ignore[union-attr]
+            self.sink.on_reply(self, event.id, event.at, now, Outcome.ERROR, code)  # type: ignore[union-attr, arg-type]
+        elif cls is Unmatched:
             self.sink.on_unmatched()
-            return
-        self.waiting -= 1
-        error = obj.get("error")
-        if error is not None:
-            code = error.get("code") if isinstance(error, dict) else None
-            self.sink.on_reply(self, seq, start, now, Outcome.ERROR, str(code))
-            return
-        expected = self.codec.expected(seq)
-        if expected is None or obj.get("data") == expected:
-            self.sink.on_reply(self, seq, start, now, Outcome.OK, None)
-        else:
-            self.sink.on_reply(self, seq, start, now, Outcome.MISMATCH, None)
-
-    def _plain_reply(self, data: bytes, now: int) -> None:
-        order = self.order
-        if not order:
-            self.sink.on_unmatched()
-            return
-        seq, start, resolved = order.popleft()
-        if resolved:  # it timed out already: this is its late reply
-            self.sink.on_unmatched()
-            return
-        self.waiting -= 1
-        if data.startswith(b'{"error":'):
-            try:
-                code = str(_loads(data)["error"]["code"])
-            except (ValueError, KeyError, TypeError):
-                code = None
-            if code is not None:
-                self.sink.on_reply(self, seq, start, now, Outcome.ERROR, code)
-                return
-        expected = self.codec.expected(seq)
-        if expected is None or data == expected.encode():
-            self.sink.on_reply(self, seq, start, now, Outcome.OK, None)
-        else:
-            self.sink.on_reply(self, seq, start, now, Outcome.MISMATCH, None)
+        # a Chunk: a streamed reply goes on; the request is timed to its last frame
 
     def _resolve_all(self, outcome: Outcome) -> None:
-        for seq, start in self.pending.items():
-            self.sink.on_unresolved(self, seq, start, outcome)
-        self.pending.clear()
-        for seq, start, resolved in self.order:
-            if not resolved:
-                self.sink.on_unresolved(self, seq, start, outcome)
-        self.order.clear()
-        self.waiting = 0
+        for lost in self.core.close():
+            self.sink.on_unresolved(self, lost.id, lost.at, outcome)  # type: ignore[arg-type]
 
     def _expect_close(self) -> None:
         if self._close_timer is None and self.transport is not None:
@@ -343,26 +279,8 @@ def _retrieve(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-def _handshake_reason(exc: Exception) -> str:
-    if isinstance(exc, InvalidStatus):
-        return f"HTTP {exc.response.status_code}"
-    return f"bad handshake: {exc}"
-
-
-def failure_reason(exc: BaseException) -> str:
-    """A short, countable reason for a failed or lost connection."""
+def failure_reason(exc: BaseException, timeout: float | None = None) -> str:
+    """A short, countable reason for a failed or lost connection (the client's one wording)."""
     if isinstance(exc, HandshakeFailed):
         return str(exc)
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if isinstance(exc, ConnectionRefusedError):
-        return "refused"
-    if isinstance(exc, ConnectionResetError):
-        return "reset"
-    if isinstance(exc, OSError):
-        if exc.errno == 24:
-            return "too many open files"
-        if exc.__class__.__name__ == "gaierror":
-            return f"name resolution: {exc.strerror or exc}"
-        return exc.strerror or str(exc) or exc.__class__.__name__
-    return str(exc) or exc.__class__.__name__
+    return classify(exc, timeout).reason

@@ -8,9 +8,10 @@ built from byte templates prepared once, so encoding a request is one ``%``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Literal
+
+from hopline.wire.envelope import request_template
 
 __all__ = ["EXPECT_SUFFIX", "Codec", "Expect", "Protocol"]
 
@@ -48,9 +49,7 @@ class Codec:
         parts = message.split("{n}")
         data = "%d".join(_escape_percent(p) for p in parts)
         if protocol == "hopline.v1":
-            escaped = [_escape_percent(json.dumps(p, ensure_ascii=False)[1:-1]) for p in parts]
-            frame = '{"id":%d,"data":"' + "%d".join(escaped) + '"}'
-            frame_args = len(parts)
+            frame, frame_args = request_template(parts), len(parts)
         else:
             frame, frame_args = data, len(parts) - 1
         return cls(protocol, expect, message, frame.encode(), frame_args, data, len(parts) - 1)

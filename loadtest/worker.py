@@ -201,7 +201,7 @@ class Worker:
     async def _open(self, index: int, reconnect: bool = False) -> None:
         uri = self.uri
         started = _now()
-        conn = Connection(self, index, uri, self.codec, self.plan.token)
+        conn = Connection(self, index, uri, self.codec, self.plan.token, self._timeout_ns)
         conn.seq = self._last_seq.get(index, 0)
         try:
             async with asyncio.timeout(self.plan.connect_timeout):
@@ -209,7 +209,7 @@ class Worker:
                 await conn.handshake
         except (OSError, TimeoutError, HandshakeFailed) as exc:
             conn.abort()
-            self._failed(failure_reason(exc))
+            self._failed(failure_reason(exc, self.plan.connect_timeout))
             if reconnect and self.sending:  # the server dropped it: keep trying while loading
                 self.loop.call_later(RECONNECT_DELAY, self._reconnect, index)
             return
@@ -423,7 +423,7 @@ class Worker:
 
     def _sweep(self) -> None:
         now = _now()
-        self._expire(now - self._timeout_ns)
+        self._expire(now)
         if self.sending and not self.ready and not self._interval_ns:
             # closed loop with every connection lost: give up after a while
             if self._no_conn_since is None:
@@ -435,10 +435,10 @@ class Worker:
         if self.sending or self.waiting:
             self._later("sweep", min(0.25, max(0.02, self.plan.timeout / 10)), self._sweep)
 
-    def _expire(self, cutoff_ns: int) -> None:
+    def _expire(self, now_ns: int) -> None:
         for conn in list(self.conns):
             if conn.waiting:
-                conn.expire(cutoff_ns)
+                conn.expire(now_ns)
                 conn.flush()
 
     def _schedule_ticks(self) -> None:

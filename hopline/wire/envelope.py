@@ -175,19 +175,19 @@ ReplyFrame = tuple[ClientId, str | Failure, bool]
 """A decoded ``hopline.v1`` reply frame: ``(id, data or Failure, more)``."""
 
 
-def decode_reply(frame: str | bytes) -> ReplyFrame:
+def decode_reply(frame: str | bytes | bytearray) -> ReplyFrame:
     """Decode one ``hopline.v1`` frame from the gateway (a reply, chunk or error).
 
     Returns ``(id, data, more)`` for a reply (``more`` is True for a chunk that more
     frames follow) and ``(id, Failure, False)`` for an error frame. The id is None when
-    the gateway could not read the request's id. Bytes are read as UTF-8 JSON.
+    the gateway could not read the request's id. Bytes (or a bytearray) are read as UTF-8.
 
     Raises:
         ProtocolError: not UTF-8 JSON, not an object, or no string ``data`` and no
             ``error`` object with a string ``code``.
     """
     try:
-        text = frame.decode() if isinstance(frame, bytes) else frame
+        text = frame if frame.__class__ is str else frame.decode()  # type: ignore[union-attr]
         try:
             obj, end = _scan_once(text, 0)
         except StopIteration:
@@ -207,17 +207,18 @@ def decode_reply(frame: str | bytes) -> ReplyFrame:
     return obj.get("id"), _failure(error, obj.get("id")), False
 
 
-def decode_plain_reply(frame: str | bytes) -> str | bytes | Failure:
+def decode_plain_reply(frame: str | bytes | bytearray) -> str | bytes | bytearray | Failure:
     """Decode one plain-mode frame: the reply itself, or the :class:`Failure` of an error frame.
 
     A frame (text or binary) that is exactly an error object
     ``{"error": {"code": ..., "message": ...}}`` is an error; any other frame is the
     reply, returned as given.
     """
-    if not frame.startswith(b'{"error":' if isinstance(frame, bytes) else '{"error":'):
+    text = frame.__class__ is str
+    if not frame.startswith('{"error":' if text else b'{"error":'):  # type: ignore[arg-type]
         return frame
     try:
-        obj = _loads(frame.decode() if isinstance(frame, bytes) else frame)
+        obj = _loads(frame if text else frame.decode())  # type: ignore[arg-type, union-attr]
         if len(obj) == 1:
             return _failure(obj["error"], None)
     except (ValueError, TypeError, KeyError, ProtocolError):

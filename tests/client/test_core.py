@@ -255,3 +255,16 @@ def test_unknown_error_codes_become_processor_error() -> None:
 def test_close_is_described_in_one_line(code: int | None, reason: str, text: str) -> None:
     """Every way a connection ends has one wording."""
     assert describe_close(code, reason) == text
+
+
+def test_frames_may_arrive_as_bytes_or_bytearray() -> None:
+    """The load tester hands frames over as websockets gives them: bytes or bytearray."""
+    core: ClientCore[None] = ClientCore()
+    core.send("x", 0.0, None)
+    core.send("y", 0.0, None)
+    assert core.receive(b'{"id":1,"data":"X"}', 1.0) == Reply(1, "X", 0.0, None)
+    assert core.receive(bytearray(b'{"id":2,"data":"Y"}'), 1.0) == Reply(2, "Y", 0.0, None)
+    plain: ClientCore[None] = ClientCore("plain")
+    plain.send("x", 0.0, None)
+    error = bytearray(encode_plain_error(ErrorCode.BUSY, "full").encode())
+    assert plain.receive(error, 1.0) == Failed(1, Failure(ErrorCode.BUSY, "full"), 0.0, None)

@@ -102,7 +102,7 @@ async def test_token_opens_an_authenticated_gateway(stack: Stack, tmp_path: Path
     await stack.processor("world")
     code, data, _ = await loadtest(tmp_path, "--url", ws_url(gw), "-c", "2", "-n", "10")
     assert code == 4
-    assert data["connections"]["failures"] == {"HTTP 401": 2}
+    assert data["connections"]["failures"] == {"HTTP 401 (check --token)": 2}
     token = mint_token(secret, 60, time.time())
     code, data, err = await loadtest(
         tmp_path, "--url", ws_url(gw), "-c", "2", "-n", "10", "--token", token

@@ -133,7 +133,7 @@ def test_no_server_means_no_connection() -> None:
         url = server.url
     result = run(LoadSettings(url=url, procs=1, connections=3, duration=5.0))
     assert not result.connected
-    assert result.connect_failures == {"refused": 3}
+    assert result.connect_failures == {"connection refused": 3}
     assert result.aggregate.counters["sent"] == 0
 
 
@@ -170,4 +170,4 @@ def test_closed_loop_gives_up_when_no_connection_comes_back() -> None:
         result = load(server, connections=1, requests=100, duration=None, connect_timeout=0.5)
     assert outcomes(result)["disconnect"] == 1
     assert result.aggregate.counters["sent"] == 1
-    assert result.connect_failures.get("refused", 0) >= 1
+    assert result.connect_failures.get("connection refused", 0) >= 1
