@@ -1,32 +1,26 @@
-"""The TUI's I/O: a ``hopline.v1`` WebSocket client and a ``/stats`` poller.
+"""The TUI's I/O: a ``hopline.v1`` connection (the public client) and a ``/stats`` poller.
 
 Both run as Textual workers on the app's event loop and report only by posting
 messages (:mod:`tui.messages`); neither touches a widget. Neither ever raises
 because the gateway or broker went away: the connection loop reconnects with
-backoff and the poller keeps polling.
+backoff and the poller keeps polling. The protocol, the handshake and the wording
+of failures are the public client's (:mod:`hopline.client`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from textual.message import Message
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import (
-    ConnectionClosed,
-    InvalidHandshake,
-    InvalidStatus,
-    InvalidURI,
-    WebSocketException,
-)
 
-from hopline.wire.envelope import SUBPROTOCOL
+from hopline.client.aio import Client, connect
+from hopline.client.errors import ConnectError, ConnectionLost, InvalidURL, RequestError
 from tui.backoff import Backoff
 from tui.config import TuiSettings
 from tui.http import HttpError, get_json
@@ -38,13 +32,6 @@ __all__ = ["GatewayClient"]
 log = logging.getLogger(__name__)
 
 Post = Callable[[Message], Any]
-
-# Handshake statuses that retrying cannot fix: the state becomes "failed".
-FATAL_STATUSES = {400, 401, 403, 404}
-
-
-class _Fatal(Exception):
-    """A connection failure that retrying will not fix."""
 
 
 class GatewayClient:
@@ -66,15 +53,15 @@ class GatewayClient:
         self.post = post
         self.clock = clock
         self.generation = 0
-        self._ws: ClientConnection | None = None
-        self._outbox: asyncio.Queue[str] | None = None
+        self._client: Client | None = None
+        self._outbox: asyncio.Queue[tuple[int, str]] | None = None
         self._wake = asyncio.Event()
         self._replies: list[Reply] = []
 
     @property
     def connected(self) -> bool:
         """Whether requests can be sent right now."""
-        return self._ws is not None
+        return self._client is not None
 
     def send(self, request_id: int, data: str) -> int | None:
         """Queue one request for sending.
@@ -83,9 +70,9 @@ class GatewayClient:
             The generation of the connection it goes out on, or None (nothing
             queued) when not connected.
         """
-        if self._ws is None or self._outbox is None:
+        if self._client is None or self._outbox is None:
             return None
-        self._outbox.put_nowait(json.dumps({"id": request_id, "data": data}))
+        self._outbox.put_nowait((request_id, data))
         return self.generation
 
     def reconnect_now(self) -> None:
@@ -102,18 +89,16 @@ class GatewayClient:
         while True:
             fatal = False
             try:
-                ws = await self._connect()
-            except _Fatal as exc:
-                reason, fatal = str(exc), True
-            except _Retry as exc:
-                reason = str(exc)
+                client = await self._connect()
+            except ConnectError as exc:
+                reason, fatal = exc.reason, not exc.retryable
             else:
                 backoff.reset()
                 self.generation += 1
                 self.post(
-                    ConnectionChanged("connected", self.generation, subprotocol=ws.subprotocol)
+                    ConnectionChanged("connected", self.generation, subprotocol=client.subprotocol)
                 )
-                reason = await self._serve(ws)
+                reason = await self._serve(client)
             self._wake.clear()
             retries = settings.max_retries
             if fatal or (retries is not None and backoff.attempt >= retries):
@@ -139,93 +124,67 @@ class GatewayClient:
             self._wake.clear()
             self.post(ConnectionChanged("reconnecting", self.generation, reason, backoff.attempt))
 
-    async def _connect(self) -> ClientConnection:
+    async def _connect(self) -> Client:
         settings = self.settings
         try:
-            async with asyncio.timeout(settings.connect_timeout):
-                ws = await connect(
-                    settings.url,
-                    subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-                    additional_headers=settings.auth_headers,
-                    open_timeout=None,
-                    max_size=None,
-                )
-        except TimeoutError:
-            raise _Retry(f"no answer within {settings.connect_timeout:g} s") from None
-        except InvalidURI as exc:
-            raise _Fatal(f"invalid URL: {exc}") from None
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            text = f"gateway refused the connection: HTTP {status}"
-            if status in (401, 403):
-                text += " (check --token)"
-            if status in FATAL_STATUSES:
-                raise _Fatal(text) from None
-            raise _Retry(text) from None
-        except ConnectionRefusedError:
-            raise _Retry("cannot connect: connection refused") from None
-        except OSError as exc:
-            raise _Retry(f"cannot connect: {exc.strerror or exc}") from None
-        except (InvalidHandshake, WebSocketException) as exc:
-            raise _Retry(f"handshake failed: {exc}") from None
+            return await connect(
+                settings.url,
+                token=settings.token,
+                timeout=None,  # the gateway times requests out; its error frame says so
+                open_timeout=settings.connect_timeout,
+            )
+        except InvalidURL as exc:
+            raise ConnectError(settings.url, str(exc), retryable=False) from None
+        except ConnectError:
+            raise
         except Exception as exc:  # never let an unexpected failure end the connection loop
             log.debug("connect failed: %r", exc)
-            raise _Retry(f"cannot connect: {exc}") from None
-        if ws.subprotocol != SUBPROTOCOL:
-            await ws.close()
-            raise _Fatal(f"the server at {settings.url} does not speak {SUBPROTOCOL}")
-        return ws
+            raise ConnectError(settings.url, f"cannot connect: {exc}", retryable=True) from None
 
-    async def _serve(self, ws: ClientConnection) -> str:
-        """Read replies until the connection ends; returns why it ended."""
+    async def _serve(self, client: Client) -> str:
+        """Send queued requests until the connection ends; returns why it ended."""
         self._outbox = asyncio.Queue()
-        self._ws = ws
-        writer = asyncio.get_running_loop().create_task(self._write(ws, self._outbox))
+        self._client = client
+        writer = asyncio.get_running_loop().create_task(self._write(client, self._outbox))
         try:
-            async for frame in ws:
-                self._on_frame(frame, self.clock())
-        except ConnectionClosed:
-            pass
-        except Exception as exc:  # never let a bad frame or bug kill the loop
-            log.debug("connection failed: %r", exc)
-            return f"connection failed: {exc}"
+            return await client.wait_closed()
         finally:
-            self._ws = None
+            self._client = None
             self._outbox = None
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
-                    await ws.close()
-        return _close_reason(ws)
+                    await client.close()
 
-    @staticmethod
-    async def _write(ws: ClientConnection, outbox: asyncio.Queue[str]) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await ws.send(await outbox.get())
+    async def _write(self, client: Client, outbox: asyncio.Queue[tuple[int, str]]) -> None:
+        while True:
+            request_id, data = await outbox.get()
+            try:
+                future = await client.submit(data, id=request_id)
+            except ConnectionLost:
+                return  # _serve sees why
+            except Exception as exc:  # never let one request stop the others
+                log.debug("send failed: %r", exc)
+                continue
+            future.add_done_callback(partial(self._on_done, request_id))
 
-    def _on_frame(self, frame: str | bytes, received_at: float) -> None:
-        try:
-            envelope = json.loads(frame)
-        except ValueError:
-            log.debug("ignored a frame that is not JSON")
+    def _on_done(self, request_id: int, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
             return
-        if not isinstance(envelope, dict):
-            return
-        error = envelope.get("error")
-        if isinstance(error, dict):
+        received_at = self.clock()
+        exc = future.exception()
+        if isinstance(exc, RequestError):
             reply = Reply(
-                envelope.get("id"),
-                received_at,
-                error_code=str(error.get("code", "error")),
-                error_message=str(error.get("message", "")),
+                request_id, received_at, error_code=exc.code.value, error_message=exc.message
             )
+        elif exc is not None:  # connection lost: the app fails the generation's requests
+            return
         else:
-            reply = Reply(envelope.get("id"), received_at, data=str(envelope.get("data") or ""))
+            reply = Reply(request_id, received_at, data=str(future.result()))
         if not self._replies:
-            # Frames already buffered are read without yielding: post them together.
+            # Replies completed in one go are posted together.
             asyncio.get_running_loop().call_soon(self._post_replies)
         self._replies.append(reply)
 
@@ -256,16 +215,3 @@ class GatewayClient:
                 self.post(StatsFailed(f"poll failed: {exc}", self.clock()))
             elapsed = self.clock() - started
             await asyncio.sleep(max(0.05, settings.stats_interval - elapsed))
-
-
-class _Retry(Exception):
-    """A connection failure worth retrying."""
-
-
-def _close_reason(ws: ClientConnection) -> str:
-    code, reason = ws.close_code, ws.close_reason
-    if code is None or code == 1006:
-        return "connection lost"
-    if code == 1001:
-        return "gateway went away (1001)" + (f": {reason}" if reason else "")
-    return f"connection closed ({code}{': ' + reason if reason else ''})"

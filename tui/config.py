@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from hopline.client.handshake import auth_headers, validate_url
+
 __all__ = ["DEFAULT_URL", "TuiSettings", "stats_url"]
 
 DEFAULT_URL = "ws://localhost:8000/ws"
@@ -16,11 +18,10 @@ def stats_url(ws_url: str) -> str:
     ``ws://h:p/ws`` becomes ``http://h:p/stats`` and ``wss://`` becomes ``https://``.
 
     Raises:
-        ValueError: ``ws_url`` is not a ws:// or wss:// URL with a host.
+        ValueError: ``ws_url`` is not a ws:// or wss:// URL with a host (the message
+            holds a hint when one helps: :func:`hopline.client.handshake.validate_url`).
     """
-    parts = urlsplit(ws_url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ValueError(f"not a ws:// or wss:// URL: {ws_url!r}")
+    parts = urlsplit(validate_url(ws_url))
     scheme = "https" if parts.scheme == "wss" else "http"
     return urlunsplit((scheme, parts.netloc, "/stats", "", ""))
 
@@ -61,4 +62,4 @@ class TuiSettings:
     @property
     def auth_headers(self) -> dict[str, str]:
         """Headers carrying the token, if any."""
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return auth_headers(self.token)
