@@ -231,6 +231,9 @@ class Caller:
         streams.register(index, task)
         try:
             return await task
+        except Exception:
+            collect.release()  # the chunk held back was not the last: the error is
+            raise
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if task.cancelled() and current is not None and not current.cancelling():
@@ -274,6 +277,13 @@ class _Collector:
             self.streams.emit(self.index, self.seq, self.held)
             self.seq += 1
         self.held = chunk
+
+    def release(self) -> None:
+        """Send the chunk held back (the stream ended with an error, which comes last)."""
+        if self.streams is not None and self.held is not _NOTHING:
+            self.streams.emit(self.index, self.seq, self.held)
+            self.seq += 1
+            self.held = _NOTHING
 
     def result(self) -> str | bytes:
         if self.streams is not None:
