@@ -20,6 +20,12 @@ Contract:
   an unknown correlation id (late, duplicate, foreign) are dropped and counted.
 * Publishing and consuming use separate connections, so a broker that blocks
   publishers (memory alarm) still delivers the replies already queued.
+* Streamed replies (:mod:`hopline.wire.batch`, :mod:`gateway.partials`): every
+  message asks for partial replies (:data:`~hopline.wire.amqp.STREAM_HEADER`); their
+  chunks go to the requests' ``on_chunk`` as they arrive (or are joined into the
+  final reply). When a request whose message got partial replies is cancelled (its
+  client went away), a cancel message goes to the processor's control queue, which
+  closes the handler's generator.
 * A payload is dropped as soon as its message is built; memory held per pending
   request is then its bookkeeping only (see docs and bench for the figure).
 """
@@ -46,15 +52,26 @@ from gateway.config import GatewaySettings
 from gateway.memory import MemoryReturner
 from gateway.metrics import GatewayMetrics
 from gateway.monitor import QueueMonitor, QueueSample
+from gateway.partials import final_results, partial_events
 from gateway.replies import reply_results
 from gateway.requests import Request, Result
 from gateway.table import InFlight, RequestTable
 from hopline.wire.amqp import (
     BINARY_CONTENT_TYPE,
+    CONTROL_HEADER,
     DEADLINE_HEADER,
+    RUN_HEADER,
+    STREAM_HEADER,
     TEXT_CONTENT_TYPE,
 )
-from hopline.wire.batch import BATCH_CONTENT_TYPE
+from hopline.wire.batch import (
+    BATCH_CONTENT_TYPE,
+    CANCEL_CONTENT_TYPE,
+    PARTIAL_CONTENT_TYPE,
+    BatchFormatError,
+    decode_partials,
+    encode_cancel,
+)
 from hopline.wire.batch import encode_requests as encode_batch
 from hopline.wire.connect import connect, redact_url
 from hopline.wire.errors import ErrorCode, Failure
@@ -234,9 +251,30 @@ class Broker:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def cancel(self, request: Request) -> None:
-        """Forget ``request`` without answering it (its client is gone)."""
+        """Forget ``request`` without answering it (its client is gone).
+
+        A request of a message that streams tells the processor (a cancel message).
+        """
+        entry: InFlight | None = request.entry
         if self.table.cancel(request):
             self._request_ended()
+            if entry is not None and entry.control is not None:
+                index = next(i for i, r in enumerate(entry.requests) if r is request)
+                self._spawn(self._send_cancel(entry.control, entry.corr, index))
+
+    async def _send_cancel(self, control: str, corr: str, index: int) -> None:
+        channel = self._publish_channel
+        if channel is None:
+            return
+        message = aio_pika.Message(
+            encode_cancel([index]), correlation_id=corr, content_type=CANCEL_CONTENT_TYPE
+        )
+        try:
+            await channel.default_exchange.publish(message, routing_key=control)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the processor (and its control queue) is gone
+            log.debug("cancel to %s not delivered: %r", control, exc)
 
     def _finish(self, request: Request, result: Result) -> None:
         if self.table.finish(request, result):
@@ -267,7 +305,7 @@ class Broker:
             if self.settings.persistent
             else aio_pika.DeliveryMode.NOT_PERSISTENT
         )
-        headers = {DEADLINE_HEADER: int((time.time() + timeout) * 1000)}
+        headers = {DEADLINE_HEADER: int((time.time() + timeout) * 1000), STREAM_HEADER: 1}
         messages: list[Outgoing] = []
 
         def message(entry: InFlight, body: bytes, content_type: str) -> aio_pika.Message:
@@ -339,13 +377,36 @@ class Broker:
         self._on_reply_sync(message)
 
     def _on_reply_sync(self, message: AbstractIncomingMessage) -> None:
+        if message.content_type == PARTIAL_CONTENT_TYPE:
+            self._on_partial(message)
+            return
         entry = self.table.match(message.correlation_id)
         if entry is None:
             self.metrics.dropped_replies.inc()
             return
         results = reply_results(entry, message.content_type, message.headers, message.body)
+        if entry.streams:
+            results = final_results(entry, results, _header(message, RUN_HEADER))
         for request, result in zip(entry.requests, results, strict=True):
             self._finish(request, result)
+
+    def _on_partial(self, message: AbstractIncomingMessage) -> None:
+        """Chunks of streamed replies: to their owners now; the entry stays pending."""
+        entry = self.table.peek(message.correlation_id)
+        if entry is None:
+            self.metrics.dropped_replies.inc()
+            return
+        entry.control = _header(message, CONTROL_HEADER) or entry.control
+        try:
+            chunks = decode_partials(message.body)
+        except BatchFormatError as exc:
+            self._fail(entry, ErrorCode.PROCESSOR_ERROR, f"malformed partial reply: {exc}")
+            return
+        for request, result, ends in partial_events(entry, _header(message, RUN_HEADER), chunks):
+            if ends:
+                self._finish(request, result)
+            elif request.on_chunk is not None:
+                request.on_chunk(request, result)  # type: ignore[arg-type]
 
     # Background work
 
@@ -388,6 +449,13 @@ class Broker:
         if channel is None or channel.is_closed or not self.connected:
             return
         await self.monitor.sample(channel)
+
+
+def _header(message: AbstractIncomingMessage, name: str) -> str | None:
+    value = (message.headers or {}).get(name)
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _batches(requests: list[Request], max_count: int, max_bytes: int) -> list[list[Request]]:

@@ -34,6 +34,9 @@ class Request:
             unless the request was cancelled first.
         token: opaque value for the owner, read back in ``on_done`` (a sequence number, a
             client id, a future).
+        on_chunk: called with ``(request, chunk)`` for every chunk of a streamed reply
+            but the last (which is the result given to ``on_done``); without it the
+            chunks are joined into the result (see :mod:`gateway.partials`).
 
     Attributes:
         size: payload length, counted against the gateway's pending-bytes cap.
@@ -41,12 +44,27 @@ class Request:
             travels in, until it ends.
     """
 
-    __slots__ = ("__weakref__", "done", "entry", "is_text", "on_done", "payload", "size", "token")
+    __slots__ = (
+        "__weakref__",
+        "done",
+        "entry",
+        "is_text",
+        "on_chunk",
+        "on_done",
+        "payload",
+        "size",
+        "token",
+    )
 
     def __init__(
-        self, payload: str | bytes, on_done: Callable[[Request, Result], None], token: Any
+        self,
+        payload: str | bytes,
+        on_done: Callable[[Request, Result], None],
+        token: Any,
+        on_chunk: Callable[[Request, str | bytes], None] | None = None,
     ):
         self.payload = payload
+        self.on_chunk = on_chunk
         self.is_text = isinstance(payload, str)
         self.size = len(payload)
         self.on_done = on_done
@@ -64,6 +82,7 @@ class Request:
             return False
         self.done = True
         on_done, self.on_done = self.on_done, _ended
+        self.on_chunk = None
         on_done(self, result)
         return True
 
@@ -73,4 +92,5 @@ class Request:
             return False
         self.done = True
         self.on_done = _ended
+        self.on_chunk = None
         return True

@@ -14,8 +14,11 @@ Contract:
 * A client that stops reading blocks the writer (and so, through the window, the
   reader); the gateway's sweeper cuts such a socket after its send deadline, and
   the session then ends like any closed one.
-* Plain mode delivers replies (and error frames) in request order; ``hopline.v1``
-  delivers each as soon as it arrives, tagged with the client's id.
+* Plain mode delivers replies (and error frames) in request order, a streamed
+  reply as one frame (its chunks joined); ``hopline.v1`` delivers each as soon as it
+  arrives, tagged with the client's id, and every chunk of a streamed reply but the
+  last as ``{"id", "data", "more": true}`` the moment it arrives (the last chunk is
+  the ordinary reply frame; an error mid-stream the ordinary error frame).
 * When the socket closes, its outstanding requests are cancelled: their replies,
   if they still come, are dropped by the broker.
 """
@@ -41,6 +44,7 @@ from hopline.wire.envelope import (
     SUBPROTOCOL,
     ProtocolError,
     decode_envelope,
+    encode_envelope_chunk,
     encode_envelope_error,
     encode_envelope_reply,
     encode_plain_error,
@@ -144,7 +148,9 @@ class Session:
                         encode_envelope_error(env.id, ErrorCode.BUSY, RATE_LIMITED), ErrorCode.BUSY
                     )
                     continue
-                request = Request(env.data, self._on_envelope_done, (env.id, t0))
+                request = Request(
+                    env.data, self._on_envelope_done, (env.id, t0), self._on_envelope_chunk
+                )
             else:
                 slot = [_UNSET, t0]
                 self._ordered.append(slot)
@@ -175,6 +181,11 @@ class Session:
             data = result if isinstance(result, str) else result.decode(errors="replace")
             frame = encode_envelope_reply(client_id, data)
         self._emit(frame, ends_request=True)
+
+    def _on_envelope_chunk(self, request: Request, chunk: str | bytes) -> None:
+        """A chunk of a streamed reply: ``{"id", "data", "more": true}`` (the request goes on)."""
+        data = chunk if isinstance(chunk, str) else chunk.decode(errors="replace")
+        self._emit(encode_envelope_chunk(request.token[0], data), ends_request=False)
 
     def _on_plain_done(self, request: Request, result: Result) -> None:
         slot = request.token

@@ -22,7 +22,8 @@ Contract:
   all ended leaves the table at once: memory is proportional to what is pending,
   never to throughput x timeout.
 * :meth:`match` takes the entry a reply's correlation id names (None for a late,
-  duplicate or foreign reply); :meth:`expired` takes every entry whose deadline has
+  duplicate or foreign reply); :meth:`peek` finds it without taking it (a partial
+  reply of a streamed request); :meth:`expired` takes every entry whose deadline has
   passed.
 * Ended requests keep no reference to their entry or their owner's callback, so
   nothing on the hot path waits for the cycle collector.
@@ -33,6 +34,7 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from gateway.requests import Request, Result
 from hopline.wire.errors import ErrorCode, Failure
@@ -53,9 +55,22 @@ class InFlight:
         deadline: when the table gives up on the reply (the adapter's clock).
         batched: whether the message is a hopline batch (else one plain RPC request).
         live: requests of this entry that have not ended yet.
+        streams: per request index, the state of its streamed reply (partial
+            replies seen; see :mod:`gateway.partials`), or None before any.
+        control: the processor's control queue (from its partial replies), where
+            cancels of these requests' streams go.
     """
 
-    __slots__ = ("__weakref__", "batched", "corr", "deadline", "live", "requests")
+    __slots__ = (
+        "__weakref__",
+        "batched",
+        "control",
+        "corr",
+        "deadline",
+        "live",
+        "requests",
+        "streams",
+    )
 
     def __init__(self, corr: str, requests: Sequence[Request], deadline: float, batched: bool):
         self.corr = corr
@@ -63,6 +78,8 @@ class InFlight:
         self.deadline = deadline
         self.batched = batched
         self.live = len(requests)
+        self.streams: dict[int, Any] | None = None
+        self.control: str | None = None
 
 
 class RequestTable:
@@ -167,6 +184,10 @@ class RequestTable:
         if corr is None:
             return None
         return self._entries.pop(corr, None)
+
+    def peek(self, corr: str | None) -> InFlight | None:
+        """The entry ``corr`` names, left in the table (a partial reply: more follows)."""
+        return None if corr is None else self._entries.get(corr)
 
     def forget(self, entry: InFlight) -> None:
         """Take ``entry`` out of the table (its message failed as a whole)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 
 def reverse(payload: str | bytes) -> str | bytes:
@@ -52,3 +53,20 @@ class Barrier:
             self.all_here.set()
         await self.all_here.wait()
         return payload
+
+
+class GatedWords:
+    """Yields c0..c49 at once, waits for the gate, then yields c50..c99."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.closed = asyncio.Event()
+
+    async def __call__(self, payload: str | bytes) -> AsyncIterator[str]:
+        try:
+            for i in range(100):
+                if i == 50:
+                    await self.gate.wait()
+                yield f"{payload!s}{i},"
+        finally:
+            self.closed.set()

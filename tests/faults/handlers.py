@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import AsyncIterator
 
 
 def _trace(payload: str | bytes) -> None:
@@ -40,3 +41,15 @@ def sync_slow_echo(payload: str | bytes) -> str | bytes:
     _trace(payload)
     time.sleep(float(os.environ.get("HOPLINE_FAULTS_DELAY", "0.05")))
     return payload
+
+
+async def slow_words(payload: str | bytes) -> AsyncIterator[str]:
+    """Trace the call, then stream ``<payload>:0,`` .. ``<payload>:19,``, one per delay."""
+    _trace(payload)
+    delay = float(os.environ.get("HOPLINE_FAULTS_DELAY", "0.05"))
+    for i in range(STREAM_CHUNKS):
+        await asyncio.sleep(delay)
+        yield f"{payload!s}:{i},"
+
+
+STREAM_CHUNKS = 20

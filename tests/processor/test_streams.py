@@ -28,6 +28,7 @@ from hopline.wire.batch import (
 )
 from tests.conftest import Stack
 from tests.helpers import eventually
+from tests.sample_handlers import GatedWords
 
 
 @dataclass
@@ -94,23 +95,6 @@ async def requester(url: str) -> AsyncIterator[Requester]:
         r = Requester(channel, queue.name)
         await queue.consume(r.on_message, no_ack=True)
         yield r
-
-
-class GatedWords:
-    """Yields c0..c49 at once, waits for the gate, then yields c50..c99."""
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.closed = asyncio.Event()
-
-    async def __call__(self, payload: str | bytes) -> AsyncIterator[str]:
-        try:
-            for i in range(100):
-                if i == 50:
-                    await self.gate.wait()
-                yield f"{payload!s}{i},"
-        finally:
-            self.closed.set()
 
 
 async def test_chunks_arrive_in_order_before_the_handler_produced_the_last(stack: Stack) -> None:
