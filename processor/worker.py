@@ -20,7 +20,8 @@ Contract:
   while the handler runs, the call is cancelled (an async handler is cancelled, a
   generator closed, a thread's result abandoned), its slot freed, and the message
   acked without a reply.
-* Streams (generator handlers): a request carrying
+* Streams (generator functions; a plain or async function that returns a generator
+  gets its chunks joined): a request carrying
   :data:`~hopline.wire.amqp.STREAM_HEADER` gets partial reply batches (see
   :mod:`processor.streams`), then its final reply once they are confirmed; a
   partial publish that fails leaves the message unacked for redelivery.
@@ -117,6 +118,9 @@ class Processor:
             self._on_message, settings.prefetch_bytes, settings.prefetch, self._set_prefetch
         )
         self.malformed = 0
+        # Only generator functions send partial replies (a function that returns a
+        # generator gets its chunks joined): no per-message stream state otherwise.
+        self._streaming = self.caller.shape.kind in ("gen", "agen")
         self._conn: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._in_progress: set[asyncio.Task[Any]] = set()
@@ -226,7 +230,12 @@ class Processor:
             await message.ack()
             return
         streams = None
-        if headers.get(STREAM_HEADER) and message.correlation_id and self._channel is not None:
+        if (
+            self._streaming
+            and headers.get(STREAM_HEADER)
+            and message.correlation_id
+            and self._channel is not None
+        ):
             streams = self.control.open(self._channel, message.correlation_id, message.reply_to)
         try:
             try:
