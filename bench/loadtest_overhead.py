@@ -41,8 +41,9 @@ from rich.table import Table
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from hopline.run import run as run_loop
-from loadtest.runner import LoadSettings, run
+from hopline.runtime import run as run_loop
+from loadtest.config import LoadSettings
+from loadtest.runner import run
 
 RESULTS = Path(__file__).resolve().parent / "results" / "loadtest_overhead.json"
 

@@ -291,7 +291,7 @@ ROOT_FRAMES = (
     "<frozen runpy>",
     "click/",
     "hopline/__main__.py",
-    "hopline/run.py",
+    "hopline/runtime.py",
     "hopline/cli.py",
 )
 

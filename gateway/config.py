@@ -1,16 +1,53 @@
-"""Gateway settings: one frozen dataclass, filled by the CLI from options and environment."""
+"""Gateway settings: one frozen dataclass; each field with a setting is also an option.
+
+The declarations below are the only place a gateway option is written: the click
+options of ``hopline gateway`` and ``hopline up``, their environment variables and the
+configuration reference are generated from them (see :mod:`hopline.settings`). This
+module stays light (no aio-pika, no PyJWT) because every command imports it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Literal
 
-from hopline.wire.amqp import QueueTopology
-from hopline.wire.defaults import DEFAULT_GATEWAY_PORT, DEFAULT_RABBITMQ_URL
+import click
 
-__all__ = ["GatewaySettings"]
+from hopline.settings import Setting, setting
+from hopline.settings.common import RABBITMQ_URL, TOPOLOGY
+from hopline.wire.amqp import QueueTopology
+from hopline.wire.defaults import DEFAULT_GATEWAY_PORT
+
+__all__ = ["TOKEN_SECRET", "GatewaySettings"]
 
 BatchingMode = Literal["auto", "on", "off"]
+
+
+def _check_secret(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        from gateway.security import check_secret  # PyJWT: only when a secret is given
+
+        try:
+            check_secret(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value or None
+
+
+def _origins(values: Iterable[str]) -> frozenset[str]:
+    from gateway.security import parse_origins
+
+    return parse_origins(values)
+
+
+TOKEN_SECRET = Setting(
+    None,
+    "HS256 secret (32+ bytes) that signs tokens; a gateway given one requires a JWT "
+    "(Authorization: Bearer, or subprotocol hopline.token.<jwt>) on /ws and /stream.",
+    show_default=False,
+    callback=_check_secret,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,36 +91,115 @@ class GatewaySettings:
             bucket); excess requests get a ``busy`` error. 0 disables the limit.
         rate_burst: requests one socket may make at once above ``rate_limit``
             (the bucket size); 0 means ``max(1, rate_limit)``.
-        send_timeout: seconds a reply may wait for a client that does not read
+        write_timeout: seconds a reply may wait for a client that does not read
             (its buffers full) before the gateway drops the connection.
         allowed_origins: normalised origins (``scheme://host[:port]``) allowed
             to open ``/ws``; empty allows all. Requests without ``Origin``
             (non-browser clients) are always allowed.
+        workers: gateway processes sharing the port (see :mod:`hopline.workers`);
+            read by the command, a :class:`~gateway.server.Gateway` is one of them.
         token_secret: HS256 secret; when set, ``/ws`` and ``/stream`` require a
             valid JWT (see :mod:`gateway.security`).
     """
 
-    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
-    host: str = "0.0.0.0"
-    port: int = DEFAULT_GATEWAY_PORT
-    topology: QueueTopology = field(default_factory=QueueTopology)
-    request_timeout: float = 30.0
-    window: int = 128
-    batching: BatchingMode = "auto"
-    max_batch: int = 512
-    max_batch_bytes: int = 1024 * 1024
-    max_pending: int = 100_000
-    max_pending_bytes: int = 64 * 1024 * 1024
-    max_message_size: int = 64 * 1024
-    compression: Literal["deflate", "none"] = "deflate"
-    persistent: bool = False
-    management_url: str | None = None
+    rabbitmq_url: str = RABBITMQ_URL.field()
+    host: str = setting("0.0.0.0", "Listen address.")
+    port: int = setting(
+        DEFAULT_GATEWAY_PORT, "Listen port (0 picks a free one).", type=click.IntRange(0, 65535)
+    )
+    topology: QueueTopology = TOPOLOGY.field()
+    request_timeout: float = setting(
+        30.0,
+        "Seconds a request waits for its reply (also its AMQP expiration).",
+        type=click.FloatRange(min=0.001),
+    )
+    window: int = setting(
+        128, "Requests one socket may have in flight.", type=click.IntRange(min=1)
+    )
+    batching: BatchingMode = setting(
+        "auto",
+        "Pack requests into batch messages: auto = while hopline processors listen.",
+        type=click.Choice(["auto", "on", "off"]),
+    )
+    max_batch: int = setting(512, "Most requests in one batch message.", type=click.IntRange(min=1))
+    max_batch_bytes: int = setting(
+        1024 * 1024,
+        "Most payload bytes in one batch message (a larger request travels alone).",
+        type=click.IntRange(min=1),
+    )
+    max_pending: int = setting(
+        100_000,
+        "Most requests pending in the gateway; more get 'busy' at once (0 = no cap).",
+        type=click.IntRange(min=0),
+    )
+    max_pending_bytes: int = setting(
+        64 * 1024 * 1024,
+        "Most payload bytes pending in the gateway; more get 'busy' at once (0 = no cap).",
+        type=click.IntRange(min=0),
+    )
+    max_message_size: int = setting(
+        64 * 1024,
+        "Largest client frame in bytes; larger ones close the socket with 1009.",
+        type=click.IntRange(min=1),
+    )
+    compression: Literal["deflate", "none"] = setting(
+        "deflate",
+        "permessage-deflate for clients that offer it (about 45 KiB per socket "
+        "instead of 20); none saves memory and CPU on small messages.",
+        type=click.Choice(["deflate", "none"]),
+    )
+    persistent: bool = setting(
+        False, "Publish requests as persistent messages.", off_flag="--transient"
+    )
+    management_url: str | None = setting(
+        None, "RabbitMQ management API base URL, for unacked counts in /stats."
+    )
+    workers: int = setting(
+        1,
+        "Gateway processes sharing the port (SO_REUSEPORT; the kernel spreads "
+        "connections); /health, /metrics and /stats are per worker.",
+        type=click.IntRange(min=1),
+    )
     stats_interval: float = 1.0
-    handshake_timeout: float = 10.0
-    drain_timeout: float = 10.0
-    max_connections: int = 10_000
-    rate_limit: float = 0.0
-    rate_burst: int = 0
-    send_timeout: float = 10.0
-    allowed_origins: frozenset[str] = frozenset()
-    token_secret: str | None = field(default=None, repr=False)
+    handshake_timeout: float = setting(
+        10.0,
+        "Seconds a new connection may take to send its HTTP request.",
+        type=click.FloatRange(min=0.001),
+    )
+    drain_timeout: float = setting(
+        10.0,
+        "Seconds to let in-flight requests finish on shutdown.",
+        type=click.FloatRange(min=0),
+    )
+    # Limits and admission (gateway/security.py)
+    max_connections: int = setting(
+        10_000,
+        "Most open /ws sockets plus /stream requests; more get HTTP 503 (0 = no limit).",
+        type=click.IntRange(min=0),
+    )
+    rate_limit: float = setting(
+        0.0,
+        "Requests per second per socket (token bucket); excess gets 'busy' (0 = off).",
+        type=click.FloatRange(min=0),
+    )
+    rate_burst: int = setting(
+        0,
+        "Token bucket size: requests one socket may send in a burst (0 = max(1, rate)).",
+        type=click.IntRange(min=0),
+    )
+    write_timeout: float = setting(
+        10.0,
+        "Seconds a reply may wait on a client that stops reading before it is dropped.",
+        type=click.FloatRange(min=0.001),
+    )
+    allowed_origins: frozenset[str] = setting(
+        frozenset(),
+        "Origin allowed to connect (repeatable; env: comma/space separated); "
+        "others get 403. Default: any. Requests without Origin are allowed.",
+        flag="--allowed-origin",
+        multiple=True,
+        show_default=False,
+        convert=_origins,
+        cli_default=(),
+    )
+    token_secret: str | None = TOKEN_SECRET.field(repr=False)

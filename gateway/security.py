@@ -72,7 +72,7 @@ def parse_origins(values: Iterable[str]) -> frozenset[str]:
 
     Origins are separated by commas and/or whitespace, so both
     ``--allowed-origin https://a --allowed-origin https://b`` and
-    ``HOPLINE_ALLOWED_ORIGINS="https://a,https://b"`` work.
+    ``HOPLINE_ALLOWED_ORIGIN="https://a,https://b"`` work.
     """
     found: set[str] = set()
     for value in values:

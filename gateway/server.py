@@ -13,7 +13,7 @@ is set -> 403; a valid token when ``token_secret`` is set -> 401 (``/ws`` and
 ``/stream``); a free connection slot -> 503. ``/health``, ``/metrics`` and
 ``/stats`` are always answered. Connections that don't send their HTTP request
 within ``handshake_timeout`` are dropped; sockets whose client stops reading (writes
-paused by flow control) for ``send_timeout`` are dropped by a sweeper task.
+paused by flow control) for ``write_timeout`` are dropped by a sweeper task.
 """
 
 from __future__ import annotations
@@ -316,8 +316,8 @@ class Gateway:
         return None
 
     async def _sweep_stalled(self) -> None:
-        """Drop sockets whose writes have been paused for ``send_timeout`` (client not reading)."""
-        timeout = self.settings.send_timeout
+        """Drop sockets whose writes have been paused for ``write_timeout`` (client not reading)."""
+        timeout = self.settings.write_timeout
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(min(1.0, timeout / 4))

@@ -7,22 +7,66 @@ import importlib
 import importlib.util
 import logging
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from hopline import exits
-from hopline.options import (
-    gateway_options,
-    gateway_settings,
-    option,
-    processor_options,
-    processor_settings,
-    token_option,
-    topology_options,
-)
+from gateway.config import TOKEN_SECRET, GatewaySettings
+from hopline import runtime
+from hopline.settings import build, click_options, setting
+from hopline.settings.common import TOKEN, URL
+from processor.config import ProcessorSettings
 
 __all__ = ["main"]
+
+
+# Options of the command itself (the components' settings live in their config modules).
+
+
+@dataclass(frozen=True, slots=True)
+class MainOptions:
+    """Options of ``hopline`` before the subcommand."""
+
+    verbose: int = setting(
+        0, "More logging: -v info, -vv debug (with tracebacks).", short="-v", count=True
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SendOptions:
+    """Options of ``hopline send``."""
+
+    url: str = URL.field()
+    timeout: float = setting(
+        30.0,
+        "Seconds to wait for all replies.",
+        type=click.FloatRange(min=0.001),
+        command="send",
+    )
+    token: str | None = TOKEN.field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenOptions:
+    """Options of ``hopline token``."""
+
+    token_secret: str | None = TOKEN_SECRET.field(repr=False)
+    ttl: float = setting(3600.0, "Seconds until the token expires.", type=click.FloatRange(min=1))
+    subject: str | None = setting(None, "Optional 'sub' claim.", show_default=False)
+
+
+@dataclass(frozen=True, slots=True)
+class UpOptions:
+    """Options ``hopline up`` adds to the gateway's and the processor's."""
+
+    processors: int = setting(2, "Processor processes to run.", type=click.IntRange(min=0))
+    private_broker: bool = setting(
+        True,
+        "Start a private RabbitMQ node when RABBITMQ_URL does not answer.",
+        off_flag="--no-private-broker",
+    )
+
 
 # Subcommands whose imports are heavy (Textual, hdrhistogram) load on first use.
 LAZY_COMMANDS = {"tui": "tui.cli:tui", "loadtest": "loadtest.cli:loadtest"}
@@ -60,14 +104,7 @@ def configure_logging(verbose: int) -> None:
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@option(
-    "-v",
-    "--verbose",
-    env="HOPLINE_VERBOSE",
-    count=True,
-    default=0,
-    help="More logging: -v info, -vv debug (with tracebacks).",
-)
+@click_options(MainOptions)
 @click.version_option(package_name="hopline")
 @click.pass_context
 def main(ctx: click.Context, verbose: int) -> None:
@@ -82,17 +119,16 @@ def main(ctx: click.Context, verbose: int) -> None:
 
 
 @main.command()
-@topology_options
-@gateway_options
+@click_options(GatewaySettings)
 def gateway(**kw: Any) -> None:
     """Run the WebSocket gateway: /ws, /stream/<message>, /health, /metrics, /stats."""
     from gateway.server import Gateway
-    from hopline.run import run, run_until_signalled
+    from hopline.runtime import run, run_until_signalled
     from hopline.wire.connect import BrokerUnavailable
 
-    settings = gateway_settings(kw)
-    if kw["workers"] > 1:
-        _gateway_workers(settings, kw["workers"])
+    settings = build(GatewaySettings, kw)
+    if settings.workers > 1:
+        _gateway_workers(settings, settings.workers)
         return
     gw = Gateway(settings)
 
@@ -102,11 +138,11 @@ def gateway(**kw: Any) -> None:
     try:
         run(run_until_signalled(gw.start, gw.stop, started))
     except BrokerUnavailable as exc:
-        exits.fail(str(exc), exits.STARTUP_FAILURE)
+        runtime.fail(str(exc), runtime.STARTUP_FAILURE)
     except OSError as exc:
-        exits.fail(
+        runtime.fail(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
-            exits.STARTUP_FAILURE,
+            runtime.STARTUP_FAILURE,
         )
 
 
@@ -123,52 +159,44 @@ def _gateway_workers(settings: Any, workers: int) -> None:
     try:
         code = serve_workers(settings, workers, ready)
     except WorkerStartError as exc:
-        exits.fail(str(exc), exits.STARTUP_FAILURE)
+        runtime.fail(str(exc), runtime.STARTUP_FAILURE)
     except OSError as exc:
-        exits.fail(
+        runtime.fail(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
-            exits.STARTUP_FAILURE,
+            runtime.STARTUP_FAILURE,
         )
     sys.exit(code)
 
 
 @main.command()
-@topology_options
-@processor_options
-def processor(handler: str, **kw: Any) -> None:
+@click_options(ProcessorSettings)
+def processor(**kw: Any) -> None:
     """Run a processor: consume requests, apply the handler, reply.
 
     A handler takes the request (str or bytes) and returns or yields the reply; see
     --handler and docs/handlers.md. Exit code 3 when the broker is unreachable or the
     handler module's startup() raised.
     """
-    from hopline.run import run, run_until_signalled
+    from hopline.runtime import run, run_until_signalled
     from hopline.wire.connect import BrokerUnavailable
     from processor.handlers import HandlerError, StartupError, load_handler, load_hooks
     from processor.worker import Processor
 
+    settings = build(ProcessorSettings, kw)
     try:
-        handler_fn = load_handler(handler)
+        handler_fn = load_handler(settings.handler)
     except HandlerError as exc:
         raise click.BadParameter(str(exc), param_hint="--handler") from None
-    worker = Processor(processor_settings(kw), handler_fn, load_hooks(handler))
+    worker = Processor(settings, handler_fn, load_hooks(settings.handler))
     try:
         run(run_until_signalled(worker.start, worker.stop))
     except (BrokerUnavailable, StartupError) as exc:
-        exits.fail(str(exc), exits.STARTUP_FAILURE)
+        runtime.fail(str(exc), runtime.STARTUP_FAILURE)
 
 
 @main.command()
 @click.argument("messages", nargs=-1, required=True)
-@option("--url", env="HOPLINE_URL", default="ws://localhost:8000/ws", help="Gateway WebSocket URL.")
-@option(
-    "--timeout",
-    env="HOPLINE_SEND_TIMEOUT",
-    default=30.0,
-    type=click.FloatRange(min=0.001),
-    help="Seconds to wait for all replies.",
-)
-@token_option
+@click_options(SendOptions)
 def send(messages: tuple[str, ...], url: str, timeout: float, token: str | None) -> None:
     """Send MESSAGES (all at once) and print each reply on its own line, in order.
 
@@ -177,45 +205,27 @@ def send(messages: tuple[str, ...], url: str, timeout: float, token: str | None)
     """
     from hopline.client.errors import InvalidURL
     from hopline.send import SendError, send_messages
-    from hopline.wire.defaults import INTERRUPTED_EXIT_CODE
 
     try:
         failed = asyncio.run(send_messages(url, list(messages), timeout, token))
     except InvalidURL as exc:
         raise click.BadParameter(str(exc), param_hint="--url") from None
     except SendError as exc:
-        exits.fail(str(exc), exc.exit_code)
+        runtime.fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        exits.fail("interrupted", INTERRUPTED_EXIT_CODE)
+        runtime.fail("interrupted", runtime.INTERRUPTED)
     if failed:
-        sys.exit(exits.FAILED)
+        sys.exit(runtime.FAILED)
 
 
 @main.command()
-@option(
-    "--token-secret",
-    env="HOPLINE_TOKEN_SECRET",
-    required=True,
-    show_default=False,
-    help="The gateway's HS256 secret (32+ bytes).",
-)
-@option(
-    "--ttl",
-    env="HOPLINE_TOKEN_TTL",
-    default=3600.0,
-    type=click.FloatRange(min=1),
-    help="Seconds until the token expires.",
-)
-@option(
-    "--subject",
-    env="HOPLINE_TOKEN_SUBJECT",
-    default=None,
-    show_default=False,
-    help="Optional 'sub' claim.",
-)
+@click_options(TokenOptions)
 def token(token_secret: str, ttl: float, subject: str | None) -> None:
     """Print a token (JWT) that a gateway started with the same --token-secret accepts."""
     import time
+
+    if not token_secret:
+        raise click.UsageError("Missing option '--token-secret' (or HOPLINE_TOKEN_SECRET).")
 
     from gateway.security import mint_token
 
@@ -227,27 +237,12 @@ def token(token_secret: str, ttl: float, subject: str | None) -> None:
 
 
 @main.command()
-@topology_options
-@gateway_options
-@processor_options
-@option(
-    "--processors",
-    env="HOPLINE_PROCESSORS",
-    default=2,
-    type=click.IntRange(min=0),
-    help="Processor processes to run.",
-)
-@option(
-    "--private-broker/--no-private-broker",
-    env="HOPLINE_PRIVATE_BROKER",
-    default=True,
-    help="Start a private RabbitMQ node when RABBITMQ_URL does not answer.",
-)
+@click_options(GatewaySettings, ProcessorSettings, UpOptions)
 def up(**kw: Any) -> None:
     """Run the whole stack: gateway + processor(s), and a private broker if needed."""
     from hopline.up import UpError, run_stack
 
     try:
-        run_stack(gateway_settings(kw), kw)
+        run_stack(build(GatewaySettings, kw), kw)
     except UpError as exc:
-        exits.fail(str(exc), exits.STARTUP_FAILURE)
+        runtime.fail(str(exc), runtime.STARTUP_FAILURE)

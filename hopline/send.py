@@ -21,7 +21,7 @@ PREVIEW = 40  # characters of a message shown in an error line
 
 
 class SendError(Exception):
-    """The messages could not be sent; ``exit_code`` says how (see :mod:`hopline.exits`)."""
+    """The messages could not be sent; ``exit_code`` says how (see :mod:`hopline.runtime`)."""
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)

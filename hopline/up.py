@@ -18,7 +18,7 @@ from yarl import URL
 from gateway.config import GatewaySettings
 from gateway.server import Gateway
 from hopline.broker_node import PrivateBroker, port_answers, rabbitmq_server_path
-from hopline.run import run, run_until_signalled
+from hopline.runtime import run, run_until_signalled
 from hopline.wire.connect import BrokerUnavailable, redact_url
 
 __all__ = ["UpError", "run_stack"]

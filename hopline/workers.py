@@ -43,7 +43,7 @@ from typing import Any
 
 from gateway.config import GatewaySettings
 from gateway.server import Gateway, WorkerIdentity
-from hopline.run import run, run_until_signalled
+from hopline.runtime import INTERRUPTED, run, run_until_signalled
 from hopline.wire.connect import BrokerUnavailable
 
 __all__ = ["REUSE_PORT", "WorkerStartError", "serve_workers"]
@@ -115,7 +115,7 @@ def serve_workers(
             shared = None
         if signals:  # interrupted during start-up
             _stop_all(procs, wake_r, signals)
-            return 130
+            return INTERRUPTED
         on_ready(port)
         while not signals:
             ready = wait([wake_r, *(p.sentinel for p in procs)])
@@ -221,8 +221,8 @@ def _stop_all(procs: list[Any], wake: socket.socket, signals: list[int]) -> int:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(proc.pid, signal.SIGTERM)
     codes = [p.exitcode for p in procs]
-    if any(c == 130 for c in codes):
-        return 130
+    if any(c == INTERRUPTED for c in codes):
+        return INTERRUPTED
     return 0 if all(c == 0 for c in codes) else 1
 
 

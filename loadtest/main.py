@@ -11,15 +11,15 @@ from rich.console import Console
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
-from hopline import exits
+from hopline import runtime
+from hopline.settings import build
+from loadtest.config import LoadSettings
 from loadtest.progress import Mode, Progress
 from loadtest.report import build_report, render, slo_metrics, write_json
-from loadtest.runner import LoadSettings, RunError, run
+from loadtest.runner import RunError, run
 from loadtest.slo import SLO, check
 
-__all__ = ["INTERRUPTED", "execute", "settings_from_options"]
-
-INTERRUPTED = 130  # Ctrl-C stopped the run early (the report is still printed and written)
+__all__ = ["execute", "settings_from_options"]
 
 
 def settings_from_options(kw: Mapping[str, Any], explicit: set[str]) -> LoadSettings:
@@ -47,23 +47,8 @@ def settings_from_options(kw: Mapping[str, Any], explicit: set[str]) -> LoadSett
         path = kw.get(name)
         if path and path != "-":
             _check_writable(path, "--json" if name == "json_path" else "--ledger")
-    return LoadSettings(
-        url=kw["url"],
-        protocol=kw["protocol"],
-        connections=kw["connections"],
-        procs=min(kw["procs"], kw["connections"]),
-        in_flight=kw["in_flight"],
-        think=kw["think"],
-        rate=rate,
-        duration=duration,
-        ramp_up=kw["ramp_up"],
-        requests=kw["requests"],
-        timeout=kw["timeout"],
-        connect_timeout=kw["connect_timeout"],
-        message=kw["message"],
-        expect=kw["expect"],
-        ledger=kw["ledger"],
-        token=kw["token"] or None,
+    return build(
+        LoadSettings, kw, procs=min(kw["procs"], kw["connections"]), rate=rate, duration=duration
     )
 
 
@@ -87,12 +72,12 @@ def execute(settings: LoadSettings, slos: list[SLO], json_path: str | None, *, q
         with Progress(settings, mode, err) as progress:
             result = run(settings, progress.update)
     except RunError as exc:
-        exits.fail(str(exc), exits.STARTUP_FAILURE)
+        runtime.fail(str(exc), runtime.STARTUP_FAILURE)
     results = check(slos, slo_metrics(result))
     missed = [r for r in results if not r.passed]
-    code = exits.FAILED if missed else (INTERRUPTED if result.interrupted else exits.OK)
+    code = runtime.FAILED if missed else (runtime.INTERRUPTED if result.interrupted else runtime.OK)
     if not result.connected:
-        code = exits.NO_CONNECTION
+        code = runtime.NO_CONNECTION
     report = build_report(result, results, code)
     if json_path:
         write_json(json_path, report)
@@ -103,7 +88,7 @@ def execute(settings: LoadSettings, slos: list[SLO], json_path: str | None, *, q
         render(report, out)
     if not result.connected:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(result.connect_failures.items()))
-        exits.fail(f"no connection could be made to {settings.url} ({reasons})", code)
+        runtime.fail(f"no connection could be made to {settings.url} ({reasons})", code)
     for r in missed:
         Console(stderr=True, highlight=False).print(
             f"hopline: SLO missed: {r.slo.text}: {r.describe()}", markup=False

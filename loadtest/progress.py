@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from loadtest.runner import LoadSettings
+from loadtest.config import LoadSettings
 from loadtest.stats import Aggregate, latency_summary
 
 __all__ = ["PLAIN_INTERVAL", "Progress"]

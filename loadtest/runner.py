@@ -23,14 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.connection import wait
-from typing import Any, Literal
+from typing import Any
 
-from hopline.run import run as run_loop
-from loadtest.messages import Codec, Expect, Protocol
+from hopline.runtime import run as run_loop
+from loadtest.config import LoadSettings
+from loadtest.messages import Codec
 from loadtest.stats import Aggregate, HdrHistogram, decode, merge_counts, new_histogram
 from loadtest.worker import NS, Worker, WorkerPlan
 
-__all__ = ["LoadSettings", "RunError", "RunResult", "raise_open_files_limit", "run"]
+__all__ = ["RunError", "RunResult", "raise_open_files_limit", "run"]
 
 FDS_PER_PROCESS = 64  # files a worker needs besides its sockets
 READY_TIMEOUT = 60.0  # seconds for a worker process to start
@@ -42,77 +43,6 @@ Collect = Callable[[int, dict[str, Any]], None]
 
 class RunError(RuntimeError):
     """The run could not be carried out (a worker process died, ...)."""
-
-
-@dataclass(frozen=True, slots=True)
-class LoadSettings:
-    """One load test, as the user asked for it.
-
-    Attributes:
-        url: ``ws://`` or ``wss://`` endpoint.
-        protocol: ``hopline.v1`` (replies matched by id) or ``plain`` (in order).
-        connections: sockets to open.
-        procs: worker processes (capped at ``connections``).
-        in_flight: closed model: requests each connection keeps outstanding.
-        think: closed model: seconds between a reply and the next request.
-        rate: open model when set: requests per second in total.
-        duration: seconds of load after the ramp-up; ``None`` = until ``requests``.
-        ramp_up: seconds over which connections are opened.
-        requests: total request budget, ``None`` = until ``duration``.
-        timeout: seconds a request may wait for its reply.
-        connect_timeout: seconds for TCP connect + WebSocket handshake.
-        message: request data; ``{n}`` becomes the request's sequence number.
-        expect: reply check: ``world``, ``echo`` or ``none``.
-        ledger: path of the per-request ledger, ``None`` for none.
-        token: JWT sent as ``Authorization: Bearer`` (never written to reports).
-    """
-
-    url: str = "ws://localhost:8000/ws"
-    protocol: Protocol = "hopline.v1"
-    connections: int = 10
-    procs: int = 1
-    in_flight: int = 1
-    think: float = 0.0
-    rate: float | None = None
-    duration: float | None = 10.0
-    ramp_up: float = 0.0
-    requests: int | None = None
-    timeout: float = 10.0
-    connect_timeout: float = 10.0
-    message: str = "hello {n}"
-    expect: Expect = "world"
-    ledger: str | None = None
-    token: str | None = field(default=None, repr=False)
-
-    @property
-    def model(self) -> Literal["open", "closed"]:
-        return "open" if self.rate else "closed"
-
-    @property
-    def ledger_format(self) -> Literal["csv", "jsonl"]:
-        return "csv" if self.ledger and self.ledger.lower().endswith(".csv") else "jsonl"
-
-    def as_json(self) -> dict[str, Any]:
-        """The settings as they appear in the JSON report."""
-        return {
-            "url": self.url,
-            "protocol": self.protocol,
-            "model": self.model,
-            "connections": self.connections,
-            "procs": self.procs,
-            "in_flight": self.in_flight if self.model == "closed" else None,
-            "think_s": self.think,
-            "rate": self.rate,
-            "duration_s": self.duration,
-            "ramp_up_s": self.ramp_up,
-            "requests": self.requests,
-            "timeout_s": self.timeout,
-            "connect_timeout_s": self.connect_timeout,
-            "message": self.message,
-            "expect": self.expect,
-            "ledger": self.ledger,
-            "token": self.token is not None,
-        }
 
 
 @dataclass

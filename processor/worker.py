@@ -46,7 +46,6 @@ import contextlib
 import logging
 import time
 import types
-from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
@@ -60,7 +59,6 @@ from hopline.wire.amqp import (
     RUN_HEADER,
     STREAM_HEADER,
     TEXT_CONTENT_TYPE,
-    QueueTopology,
 )
 from hopline.wire.batch import (
     BATCH_CONTENT_TYPE,
@@ -70,38 +68,17 @@ from hopline.wire.batch import (
     encode_replies,
 )
 from hopline.wire.connect import connect
-from hopline.wire.defaults import DEFAULT_RABBITMQ_URL
 from hopline.wire.errors import ErrorCode
 from processor.calls import Caller
+from processor.config import ProcessorSettings
 from processor.deliveries import count_delivery, failed_deliveries
 from processor.flow import Consumers
 from processor.handlers import Handler, Hooks
 from processor.streams import ControlQueue, MessageStreams
 
-__all__ = ["Processor", "ProcessorSettings"]
+__all__ = ["Processor"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessorSettings:
-    """Everything a processor needs.
-
-    Attributes:
-        rabbitmq_url: AMQP URL of the broker.
-        topology: the input queues (same arguments as the gateway's).
-        prefetch: AMQP prefetch count (messages delivered but not yet acked).
-        concurrency: handler calls at once, and threads for plain handlers (defaults
-            to ``prefetch``).
-        prefetch_bytes: pause consuming while unacked deliveries hold this many
-            bytes (0: no bound); see :mod:`processor.flow`.
-    """
-
-    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
-    topology: QueueTopology = field(default_factory=QueueTopology)
-    prefetch: int = 64
-    concurrency: int | None = None
-    prefetch_bytes: int = 32 * 2**20
 
 
 class Processor:

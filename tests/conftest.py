@@ -24,8 +24,9 @@ from gateway.config import GatewaySettings
 from gateway.server import Gateway
 from hopline.broker_node import port_answers
 from hopline.wire.amqp import QueueTopology
+from processor.config import ProcessorSettings
 from processor.handlers import Handler, load_handler, load_hooks
-from processor.worker import Processor, ProcessorSettings
+from processor.worker import Processor
 
 # Hypothesis' per-example deadline is a timed assertion: on a loaded 2-core CI box it fails
 # tests that are merely slow, so it is off everywhere (example counts stay bounded per test).

@@ -1,15 +1,17 @@
-"""TUI settings: one frozen dataclass, filled by the CLI from options and environment."""
+"""TUI settings: one frozen dataclass; each field with a setting is also an option."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+import click
+
 from hopline.client.handshake import auth_headers, validate_url
+from hopline.settings import setting
+from hopline.settings.common import TOKEN, URL
 
-__all__ = ["DEFAULT_URL", "TuiSettings", "stats_url"]
-
-DEFAULT_URL = "ws://localhost:8000/ws"
+__all__ = ["TuiSettings", "stats_url"]
 
 
 def stats_url(ws_url: str) -> str:
@@ -44,15 +46,37 @@ class TuiSettings:
             ``failed``); None retries forever.
     """
 
-    url: str = DEFAULT_URL
-    token: str | None = None
-    burst: int = 100
-    burst_message: str = "hello"
-    stats_interval: float = 0.5
-    latency_window: float = 30.0
-    connect_timeout: float = 5.0
-    max_backoff: float = 10.0
-    max_retries: int | None = None
+    url: str = URL.field()
+    token: str | None = TOKEN.field(repr=False)
+    burst: int = setting(
+        100, "Requests sent at once by the burst key (ctrl+b).", type=click.IntRange(1, 100_000)
+    )
+    burst_message: str = setting("hello", "Text of each burst request.")
+    stats_interval: float = setting(
+        0.5,
+        "Seconds between two polls of the gateway's /stats.",
+        type=click.FloatRange(min=0.1),
+    )
+    latency_window: float = setting(
+        30.0, "Seconds of replies the latency percentiles cover.", type=click.FloatRange(min=1)
+    )
+    connect_timeout: float = setting(
+        5.0,
+        "Seconds one connection attempt or stats poll may take.",
+        type=click.FloatRange(min=0.1),
+        command="tui",
+    )
+    max_backoff: float = setting(
+        10.0,
+        "Longest wait between reconnection attempts (exponential from 0.5 s).",
+        type=click.FloatRange(min=0.1),
+    )
+    max_retries: int | None = setting(
+        None,
+        "Failed reconnection attempts before giving up.",
+        type=click.IntRange(min=0),
+        show_default="retry forever",
+    )
 
     @property
     def stats_url(self) -> str:

@@ -15,7 +15,8 @@ from gateway.management import ManagementError, credentials, fetch_queues, queue
 from gateway.server import Gateway
 from hopline.broker_node import PrivateBroker, free_port
 from hopline.wire.amqp import QueueTopology
-from processor.worker import Processor, ProcessorSettings
+from processor.config import ProcessorSettings
+from processor.worker import Processor
 from tests.conftest import Stack, http_url, ws_url
 from tests.helpers import eventually, http_get
 

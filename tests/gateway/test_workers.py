@@ -17,8 +17,9 @@ from gateway.config import GatewaySettings
 from gateway.server import Gateway
 from hopline.broker_node import port_answers
 from hopline.wire.amqp import QueueTopology
+from processor.config import ProcessorSettings
 from processor.handlers import load_handler
-from processor.worker import Processor, ProcessorSettings
+from processor.worker import Processor
 from tests.conftest import delete_queues
 from tests.helpers import eventually, http_get
 

@@ -71,7 +71,7 @@ def test_missed_slo_exits_1_and_names_it(server: EchoServer, tmp_path: Path) -> 
         (["--duration", "10 seconds"], "unknown unit 'seconds'"),
         (["--rate", "100", "--in-flight", "4"], "closed model"),
         (["--protocol", "hopline.v2"], "hopline.v2"),
-        (["--url", "http://127.0.0.1:9/ws"], "scheme isn't ws or wss"),
+        (["--url", "http://127.0.0.1:9/ws"], "not a ws:// or wss:// URL"),
         (["--json", "/nonexistent/r.json"], "does not exist"),
     ],
 )
@@ -114,16 +114,16 @@ def test_two_processes_count_the_same_as_one(server: EchoServer, tmp_path: Path)
 
 
 def test_options_fall_back_to_environment(server: EchoServer, tmp_path: Path) -> None:
-    """Every option reads HOPLINE_LOADTEST_* (and --url HOPLINE_URL) when not given."""
+    """Every option reads HOPLINE_<OPTION> when not given (docs/configuration.md)."""
     out = tmp_path / "r.json"
     env = {
         "HOPLINE_URL": server.url,
-        "HOPLINE_LOADTEST_CONNECTIONS": "3",
-        "HOPLINE_LOADTEST_REQUESTS": "30",
-        "HOPLINE_LOADTEST_PROCS": "1",
-        "HOPLINE_LOADTEST_PROTOCOL": "plain",
-        "HOPLINE_LOADTEST_JSON": str(out),
-        "HOPLINE_LOADTEST_QUIET": "1",
+        "HOPLINE_CONNECTIONS": "3",
+        "HOPLINE_REQUESTS": "30",
+        "HOPLINE_PROCS": "1",
+        "HOPLINE_PROTOCOL": "plain",
+        "HOPLINE_JSON": str(out),
+        "HOPLINE_QUIET": "1",
     }
     result = hopline(env=env)
     assert result.exit_code == 0, result.output
@@ -139,8 +139,9 @@ def test_help_shows_env_vars_and_defaults() -> None:
     for needle in (
         "HOPLINE_URL",
         "default: ws://localhost:8000/ws",
-        "HOPLINE_LOADTEST_CONNECTIONS",
-        "HOPLINE_LOADTEST_SLO",
+        "HOPLINE_CONNECTIONS",
+        "HOPLINE_SLO",
+        "HOPLINE_LOADTEST_TIMEOUT",
         "default: hopline.v1",
         "default: world",
         "default: (CPU count)",

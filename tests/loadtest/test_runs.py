@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loadtest.runner import LoadSettings, RunResult, run
+from loadtest.config import LoadSettings
+from loadtest.runner import RunResult, run
 from loadtest.stats import Outcome, latency_summary
 from tests.loadtest.servers import EchoServer
 

@@ -17,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 
 from gateway.config import GatewaySettings
 from gateway.server import Gateway
-from hopline.options import gateway_options, gateway_settings, topology_options
+from hopline.settings import build, click_options
 from tests.conftest import Stack, http_url, ws_url
 from tests.helpers import eventually, http_get
 from tests.security.checks import assert_serves
@@ -101,16 +101,15 @@ async def test_no_allow_list_allows_any_origin(stack: Stack) -> None:
 
 
 def test_allowed_origins_option_and_env_var() -> None:
-    """--allowed-origin repeats; HOPLINE_ALLOWED_ORIGINS takes comma- or space-separated lists."""
+    """--allowed-origin repeats; HOPLINE_ALLOWED_ORIGIN takes comma- or space-separated lists."""
     import click
 
     seen: list[GatewaySettings] = []
 
     @click.command()
-    @topology_options
-    @gateway_options
+    @click_options(GatewaySettings)
     def probe(**kw: object) -> None:
-        seen.append(gateway_settings(kw))
+        seen.append(build(GatewaySettings, kw))
 
     runner = CliRunner()
     result = runner.invoke(
@@ -118,7 +117,7 @@ def test_allowed_origins_option_and_env_var() -> None:
     )
     assert result.exit_code == 0, result.output
     assert seen[-1].allowed_origins == {"https://a.example", "https://b.example"}
-    env = {"HOPLINE_ALLOWED_ORIGINS": "https://a.example,https://b.example https://c.example:8443"}
+    env = {"HOPLINE_ALLOWED_ORIGIN": "https://a.example,https://b.example https://c.example:8443"}
     result = runner.invoke(probe, [], env=env)
     assert result.exit_code == 0, result.output
     assert seen[-1].allowed_origins == {
@@ -128,13 +127,13 @@ def test_allowed_origins_option_and_env_var() -> None:
     }
     result = runner.invoke(probe, ["--help"])
     for var in (
-        "HOPLINE_ALLOWED_ORIGINS",
+        "HOPLINE_ALLOWED_ORIGIN",
         "HOPLINE_TOKEN_SECRET",
         "HOPLINE_MAX_CONNECTIONS",
         "HOPLINE_HANDSHAKE_TIMEOUT",
         "HOPLINE_RATE_LIMIT",
         "HOPLINE_RATE_BURST",
-        "HOPLINE_GATEWAY_SEND_TIMEOUT",
+        "HOPLINE_WRITE_TIMEOUT",
     ):
         assert var in result.output
 
@@ -146,10 +145,9 @@ def test_token_secret_env_var_and_defaults() -> None:
     seen: list[GatewaySettings] = []
 
     @click.command()
-    @topology_options
-    @gateway_options
+    @click_options(GatewaySettings)
     def probe(**kw: object) -> None:
-        seen.append(gateway_settings(kw))
+        seen.append(build(GatewaySettings, kw))
 
     runner = CliRunner()
     assert runner.invoke(probe, []).exit_code == 0

@@ -71,12 +71,12 @@ async def test_rate_limited_client_is_served_again_once_tokens_refill(stack: Sta
         await eventually(passes, timeout=5, message="a request passing after the refill")
 
 
-async def test_client_that_stops_reading_is_dropped_after_the_send_timeout(
+async def test_client_that_stops_reading_is_dropped_after_the_write_timeout(
     stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A socket that never reads while its large replies pile up is cut; others are served."""
     caplog.set_level(logging.INFO, logger="gateway.server")
-    gw = await stack.gateway(send_timeout=1.5)
+    gw = await stack.gateway(write_timeout=1.5)
     await stack.processor("echo")
     abuser = await RawClient.open(gw.port, rcvbuf=4096)
     payload = b"x" * 60_000
@@ -107,7 +107,7 @@ async def test_stream_client_that_never_reads_its_reply_is_dropped(
 ) -> None:
     """A /stream request whose large reply is never read frees its slot at the send deadline."""
     caplog.set_level(logging.INFO, logger="gateway.server")
-    gw = await stack.gateway(send_timeout=1.0)
+    gw = await stack.gateway(write_timeout=1.0)
     await stack.processor(huge)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -127,7 +127,7 @@ async def test_ping_flood_from_a_client_that_never_reads_is_cut(
 ) -> None:
     """Pings whose pongs pile up unread (server memory) get the socket cut at once."""
     caplog.set_level(logging.INFO, logger="gateway.server")
-    gw = await stack.gateway(send_timeout=60)  # the backlog cap acts, not the deadline
+    gw = await stack.gateway(write_timeout=60)  # the backlog cap acts, not the deadline
     await stack.processor()
     abuser = await RawClient.open(gw.port, rcvbuf=4096)
     for _ in range(100_000):  # ~13 MB of pongs to send back: more than any socket buffer

@@ -76,9 +76,10 @@ def test_cli_help_names_every_environment_variable() -> None:
     for env in (
         "HOPLINE_URL",
         "HOPLINE_TOKEN",
-        "HOPLINE_TUI_BURST",
-        "HOPLINE_TUI_STATS_INTERVAL",
-        "HOPLINE_TUI_MAX_BACKOFF",
+        "HOPLINE_BURST",
+        "HOPLINE_STATS_INTERVAL",
+        "HOPLINE_MAX_BACKOFF",
+        "HOPLINE_TUI_CONNECT_TIMEOUT",
     ):
         assert env in result.output
 

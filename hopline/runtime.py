@@ -1,6 +1,13 @@
-"""Run async services until SIGINT/SIGTERM, then stop them cleanly.
+"""What every hopline process shares: exit codes, the one-line error, the event loop.
 
-The first signal starts a clean shutdown; a second one forces an immediate exit.
+A shared library module (components and the command import it; it imports only
+:mod:`hopline.wire`):
+
+* the exit codes (0 ok, 1 failed, 2 usage, 3 could not start, 4 loadtest no
+  connection, 130 interrupted) and :func:`fail`, which prints ``hopline: error: ...``;
+* :func:`run`, the event loop (uvloop when installed; ``HOPLINE_LOOP=asyncio`` opts out);
+* :func:`run_until_signalled`: start a service, wait for SIGINT/SIGTERM, stop it. The
+  first signal starts a clean shutdown; a second one forces an immediate exit (130).
 """
 
 from __future__ import annotations
@@ -9,10 +16,39 @@ import asyncio
 import gc
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
-__all__ = ["run", "run_until_signalled"]
+import click
+
+from hopline.wire.defaults import INTERRUPTED_EXIT_CODE
+
+__all__ = [
+    "FAILED",
+    "INTERRUPTED",
+    "NO_CONNECTION",
+    "OK",
+    "STARTUP_FAILURE",
+    "USAGE",
+    "fail",
+    "run",
+    "run_until_signalled",
+]
+
+OK = 0
+FAILED = 1  # the run completed but did not succeed (error reply, threshold missed)
+USAGE = 2  # bad options or arguments (click's own code)
+STARTUP_FAILURE = 3  # could not start: broker or gateway unreachable, port taken
+NO_CONNECTION = 4  # load test: not a single connection could be made
+INTERRUPTED = INTERRUPTED_EXIT_CODE  # Ctrl-C (128 + SIGINT)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print ``hopline: error: <message>`` as one line on stderr and exit with ``code``."""
+    click.echo(f"hopline: error: {message}", err=True)
+    sys.exit(code)
+
 
 T = TypeVar("T")
 
@@ -49,7 +85,7 @@ async def run_until_signalled(
 
     def on_signal() -> None:
         if stop_requested.is_set():
-            os._exit(130)
+            os._exit(INTERRUPTED)
         stop_requested.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,80 @@
+"""Settings more than one component declares: the broker, the queues, the gateway URL, the token.
+
+Each is declared here once and used as a field by every settings class that needs it
+(``rabbitmq_url: str = RABBITMQ_URL.field()``), so ``--rabbitmq-url`` means the same
+thing, with the same default and variable, in ``gateway``, ``processor`` and ``up``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from hopline.client.errors import InvalidURL
+from hopline.client.handshake import validate_url
+from hopline.settings.spec import Group, Setting
+from hopline.wire.amqp import QueueTopology
+from hopline.wire.defaults import DEFAULT_INPUT_QUEUE, DEFAULT_RABBITMQ_URL, DEFAULT_WS_URL
+
+__all__ = ["RABBITMQ_URL", "TOKEN", "TOPOLOGY", "URL", "check_ws_url"]
+
+
+def check_ws_url(ctx: click.Context | None, param: click.Parameter | None, value: str) -> str:
+    """Click callback: ``value`` must be a ``ws://`` or ``wss://`` URL with a host.
+
+    The client's own check (:func:`hopline.client.handshake.validate_url`), so the
+    usage error reads as the client library's error, hint included.
+    """
+    try:
+        return validate_url(value)
+    except InvalidURL as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _none_if_empty(value: Any) -> Any:
+    return value or None
+
+
+RABBITMQ_URL = Setting(DEFAULT_RABBITMQ_URL, "AMQP URL of RabbitMQ.", env="RABBITMQ_URL")
+
+TOPOLOGY = Group(
+    QueueTopology,
+    {
+        "input_queue": Setting(
+            DEFAULT_INPUT_QUEUE,
+            "Durable queue requests are published to (a name of your own on a shared broker).",
+        ),
+        "queue_type": Setting(
+            "classic",
+            "Input queue type; quorum for clustered brokers.",
+            type=click.Choice(["classic", "quorum"]),
+        ),
+        "max_queue_length": Setting(
+            None,
+            "Broker-side input queue limit; excess requests get 'busy'.",
+            type=click.IntRange(min=1),
+            attr="max_length",
+        ),
+        "max_queue_bytes": Setting(
+            None,
+            "Broker-side input queue limit in body bytes; excess requests get 'busy'.",
+            type=click.IntRange(min=1),
+            attr="max_bytes",
+        ),
+        "delivery_limit": Setting(
+            None,
+            "Deliveries before a request is dead-lettered to <queue>.dead.",
+            type=click.IntRange(min=1),
+        ),
+    },
+)
+
+URL = Setting(DEFAULT_WS_URL, "Gateway WebSocket URL.", callback=check_ws_url)
+
+TOKEN = Setting(
+    None,
+    "JWT for a gateway run with --token-secret (sent as 'Authorization: Bearer').",
+    show_default=False,
+    convert=_none_if_empty,
+)
