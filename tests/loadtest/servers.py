@@ -15,12 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
+
+from hopline.wire.envelope import (
+    SUBPROTOCOL,
+    decode_envelope,
+    encode_envelope_error,
+    encode_envelope_reply,
+    encode_plain_error,
+)
+from hopline.wire.errors import ErrorCode
 
 __all__ = ["EchoServer"]
 
@@ -77,7 +85,7 @@ class EchoServer:
             0,
             compression=None,
             select_subprotocol=lambda conn, offered: (
-                "hopline.v1" if "hopline.v1" in offered else None
+                SUBPROTOCOL if SUBPROTOCOL in offered else None
             ),
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
@@ -87,7 +95,7 @@ class EchoServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         loop = asyncio.get_running_loop()
-        v1 = ws.subprotocol == "hopline.v1"
+        v1 = ws.subprotocol == SUBPROTOCOL
         self.opened_at.append(loop.time())
         on_this_socket = 0
         async for message in ws:
@@ -117,13 +125,13 @@ class EchoServer:
         error = bool(self.error_every) and n % self.error_every == 0
         wrong = bool(self.wrong_every) and n % self.wrong_every == 0
         if v1:
-            envelope: dict[str, Any] = json.loads(message)
+            envelope = decode_envelope(message)
             if error:
-                return json.dumps({"id": envelope["id"], "error": {"code": "busy", "message": "x"}})
-            data = "wrong" if wrong else envelope["data"] + " world"
-            return json.dumps({"id": envelope["id"], "data": data})
+                return encode_envelope_error(envelope.id, ErrorCode.BUSY, "x")
+            data = "wrong" if wrong else envelope.data + " world"
+            return encode_envelope_reply(envelope.id, data)
         if error:
-            return json.dumps({"error": {"code": "busy", "message": "x"}})
+            return encode_plain_error(ErrorCode.BUSY, "x")
         return "wrong" if wrong else message + " world"
 
 
