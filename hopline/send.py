@@ -2,17 +2,20 @@
 
 Built on the public client (:mod:`hopline.client.aio`): all messages leave at once on
 one ``hopline.v1`` socket; the replies print on stdout in argument order, each as soon
-as it and every reply before it are in. A message that failed prints one line on
+as it and every reply before it are in. A streamed reply prints chunk by chunk as the
+chunks arrive (then a newline). A message that failed prints one line on
 stderr in its place, naming it: ``hopline: error: message 2 ("bad"): processor_error: ...``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 import click
 
-from hopline.client.aio import connect
+from hopline.client.aio import Client, connect
 from hopline.client.errors import ConnectError, ConnectionLost, RequestError
 
 __all__ = ["SendError", "name_message", "send_messages"]
@@ -53,20 +56,44 @@ async def send_messages(
         raise SendError(str(exc), 3) from None
     failed = 0
     async with client:
-        futures = []
-        for message in messages:
-            try:
-                futures.append(await client.submit(message))
-            except ConnectionLost:
-                break  # the rest never left: reported below as lost
-        for index, message in enumerate(messages, 1):
-            try:
-                if index > len(futures):
-                    raise ConnectionLost(client.close_reason or "connection lost")
-                reply = await futures[index - 1]
-            except (RequestError, ConnectionLost) as exc:
-                failed += 1
-                click.echo(f"hopline: error: {name_message(index, message)}: {exc}", err=True)
-            else:
-                click.echo(reply)
+        # One task per message, started in order (so they leave in order): each puts
+        # the chunks of its reply in its queue, then _END or the exception that ended it.
+        queues = [asyncio.Queue[Any]() for _ in messages]
+        tasks = [
+            asyncio.ensure_future(_collect(client, m, q))
+            for m, q in zip(messages, queues, strict=True)
+        ]
+        try:
+            for index, (message, queue) in enumerate(zip(messages, queues, strict=True), 1):
+                printed = False
+                while (item := await queue.get()) is not _END:
+                    if isinstance(item, Exception):
+                        failed += 1
+                        if printed:
+                            click.echo()
+                        click.echo(
+                            f"hopline: error: {name_message(index, message)}: {item}", err=True
+                        )
+                        break
+                    click.echo(item, nl=False)  # a chunk of a streamed reply, as it arrives
+                    printed = True
+                else:
+                    click.echo()
+        finally:
+            for task in tasks:
+                task.cancel()
     return failed
+
+
+_END: Any = object()
+
+
+async def _collect(client: Client, message: str, queue: asyncio.Queue[Any]) -> None:
+    """Stream the reply to ``message`` into ``queue`` (a plain reply is one chunk)."""
+    try:
+        async for chunk in client.stream(message):
+            queue.put_nowait(chunk)
+    except (RequestError, ConnectionLost) as exc:
+        queue.put_nowait(exc)
+    else:
+        queue.put_nowait(_END)

@@ -79,3 +79,35 @@ async def test_ctrl_c_exits_130(stack: Stack) -> None:
         gate.released.set()
     assert proc.returncode == 130
     assert err.decode() == "hopline: error: interrupted\n"
+
+
+async def test_a_streamed_reply_prints_chunk_by_chunk(stack: Stack) -> None:
+    """Chunks print as they arrive (before the handler produced the last), then a newline."""
+    from tests.sample_handlers import GatedWords
+
+    handler = GatedWords()
+    gw = await stack.gateway()
+    await stack.processor(handler)
+    await stack.batching_ready(gw)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hopline", "send", "--url", ws_url(gw), "a", "b",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = b""
+    async with asyncio.timeout(30):
+        while b"a48," not in seen:
+            seen += await proc.stdout.read(4096)
+    assert not handler.gate.is_set()
+    handler.gate.set()
+    async with asyncio.timeout(30):
+        rest, err = await proc.communicate()
+    out = (seen + rest).decode()
+    assert proc.returncode == 0, err
+    assert (
+        out
+        == "".join(f"a{i}," for i in range(100))
+        + "\n"
+        + "".join(f"b{i}," for i in range(100))
+        + "\n"
+    )
