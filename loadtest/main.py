@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
-from websockets.exceptions import InvalidURI
-from websockets.uri import parse_uri
 
 from hopline import runtime
+from hopline.client.errors import InvalidURL
+from hopline.client.handshake import validate_url
 from hopline.settings import build
 from loadtest.config import LoadSettings
 from loadtest.progress import Mode, Progress
@@ -30,9 +30,9 @@ def settings_from_options(kw: Mapping[str, Any], explicit: set[str]) -> LoadSett
             (checked now, so a long run is not lost at the end).
     """
     try:
-        parse_uri(kw["url"])
-    except InvalidURI as exc:
-        raise ValueError(f"--url: {exc} (expected ws://host:port/path or wss://...)") from None
+        validate_url(kw["url"])
+    except InvalidURL as exc:
+        raise ValueError(f"--url: {exc}") from None
     rate = kw["rate"]
     if rate and explicit & {"in_flight", "think"}:
         raise ValueError("--in-flight and --think belong to the closed model; --rate selects open")

@@ -72,6 +72,7 @@ def test_missed_slo_exits_1_and_names_it(server: EchoServer, tmp_path: Path) -> 
         (["--rate", "100", "--in-flight", "4"], "closed model"),
         (["--protocol", "hopline.v2"], "hopline.v2"),
         (["--url", "http://127.0.0.1:9/ws"], "not a ws:// or wss:// URL"),
+        (["--url", "localhost:8000"], "did you mean ws://localhost:8000/ws?"),
         (["--json", "/nonexistent/r.json"], "does not exist"),
     ],
 )
