@@ -85,14 +85,31 @@ class GatewaySettings:
         drain_timeout: seconds to let in-flight requests finish on shutdown.
         max_connections: most client connections at once (open ``/ws`` sockets
             plus ``/stream`` requests being answered); further ones get HTTP 503
-            before the upgrade. 0 means no limit. /health, /metrics and /stats are
-            always answered.
+            before the upgrade; handshakes in progress count from TCP accept, and
+            beyond ``max_connections`` + 16 (a reserve for /health, /metrics and
+            /stats) a new connection is refused at once. 0 means no limit.
         rate_limit: requests per second one socket may make on average (token
             bucket); excess requests get a ``busy`` error. 0 disables the limit.
         rate_burst: requests one socket may make at once above ``rate_limit``
             (the bucket size); 0 means ``max(1, rate_limit)``.
         write_timeout: seconds a reply may wait for a client that does not read
             (its buffers full) before the gateway drops the connection.
+        idle_timeout: seconds a socket may stay with nothing in flight and no
+            request before it is closed with 1000 ``idle timeout``; 0 disables.
+        max_connections_per_address: most connections (handshakes included) from
+            one IP address; more are refused at once with HTTP 429. 0 means no limit.
+        max_header_bytes: most bytes of a handshake's request line and headers;
+            more get HTTP 431 and the connection is closed.
+        max_headers: most header lines in a handshake request (431 beyond).
+        max_subprotocols: most ``Sec-WebSocket-Protocol`` entries offered (400 beyond).
+        max_ping_rate: pings per second one socket may send (a bucket of as many);
+            beyond it the socket is closed with 1008. 0 disables.
+        rate_grace: seconds (and ``rate_limit * rate_grace`` refused frames) a
+            socket may keep exceeding ``rate_limit`` before it is closed with 1008; 0: never.
+        max_in_flight_bytes: request bytes one socket may have in flight; like
+            ``window``, the gateway stops reading the socket while it is reached.
+        max_send_queue: bytes of replies that may wait for one client (beyond its
+            first queued reply); past that the socket is closed with 1008.
         allowed_origins: normalised origins (``scheme://host[:port]``) allowed
             to open ``/ws``; empty allows all. Requests without ``Origin``
             (non-browser clients) are always allowed.
@@ -191,6 +208,55 @@ class GatewaySettings:
         10.0,
         "Seconds a reply may wait on a client that stops reading before it is dropped.",
         type=click.FloatRange(min=0.001),
+    )
+    idle_timeout: float = setting(
+        300.0,
+        "Seconds a socket may stay without a request before it is closed "
+        "(1000 'idle timeout'; 0 = never).",
+        type=click.FloatRange(min=0),
+    )
+    max_connections_per_address: int = setting(
+        0,
+        "Most connections (handshakes included) from one IP address; more get "
+        "HTTP 429 (0 = no limit).",
+        type=click.IntRange(min=0),
+    )
+    max_header_bytes: int = setting(
+        16 * 1024,
+        "Largest handshake request head (request line and headers); larger gets HTTP 431.",
+        type=click.IntRange(min=256),
+    )
+    max_headers: int = setting(
+        64,
+        "Most header lines in a handshake request; more get HTTP 431 (0 = websockets' 128).",
+        type=click.IntRange(min=0),
+    )
+    max_subprotocols: int = setting(
+        16,
+        "Most Sec-WebSocket-Protocol entries offered; more get HTTP 400 (0 = no limit).",
+        type=click.IntRange(min=0),
+    )
+    max_ping_rate: float = setting(
+        10.0,
+        "Pings per second one socket may send; more close it with 1008 (0 = no cap).",
+        type=click.FloatRange(min=0),
+    )
+    rate_grace: float = setting(
+        5.0,
+        "Seconds a socket may keep exceeding --rate-limit (at most rate x grace 'busy' "
+        "answers) before it is closed with 1008 (0 = never).",
+        type=click.FloatRange(min=0),
+    )
+    max_in_flight_bytes: int = setting(
+        1024 * 1024,
+        "Request bytes one socket may have in flight; at the cap the gateway stops "
+        "reading it, like --window (0 = no cap).",
+        type=click.IntRange(min=0),
+    )
+    max_send_queue: int = setting(
+        4 * 1024 * 1024,
+        "Bytes of replies that may wait for one slow client; more close it with 1008.",
+        type=click.IntRange(min=1024),
     )
     allowed_origins: frozenset[str] = setting(
         frozenset(),

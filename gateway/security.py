@@ -8,13 +8,17 @@
   cannot set headers on a WebSocket handshake), as a ``Sec-WebSocket-Protocol``
   entry ``hopline.token.<jwt>``. The gateway never selects that entry, so the token
   is not echoed back.
-* :class:`TokenBucket`: the per-connection request-rate limit.
+* :class:`TokenBucket`: the per-connection request-rate limit; :class:`RateGuard` adds
+  the grace after which a socket that keeps exceeding it is closed.
+* :func:`check_head`: cheap limits on a handshake request's headers, checked
+  before anything parses their values.
 * :class:`RedactTokens`: a logging filter that blanks tokens out of log records
   (websockets logs request headers at debug level).
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -26,9 +30,12 @@ import jwt
 __all__ = [
     "TOKEN_SUBPROTOCOL_PREFIX",
     "InvalidToken",
+    "RateGuard",
     "RedactTokens",
     "TokenBucket",
     "TokenVerifier",
+    "Verdict",
+    "check_head",
     "check_secret",
     "find_token",
     "mint_token",
@@ -261,6 +268,87 @@ class TokenBucket:
             return True
         self._level = level
         return False
+
+    def full(self, now: float) -> bool:
+        """Whether the bucket would be full at ``now`` (its owner may forget it)."""
+        return self._level + (now - self._stamp) * self.rate >= self.burst
+
+
+class Verdict(enum.Enum):
+    """What to do with a frame under the rate limit."""
+
+    PASS = "pass"  # serve it
+    BUSY = "busy"  # answer 'busy', keep the socket
+    CLOSE = "close"  # the grace is over: close the socket with 1008
+
+
+class RateGuard:
+    """A :class:`TokenBucket` plus a grace for sockets that keep exceeding it.
+
+    The first frame over the limit starts an *episode*; the episode ends when the
+    client pauses long enough for its bucket to refill completely. A frame is answered
+    :attr:`Verdict.CLOSE` once an episode has lasted ``grace`` seconds or has
+    refused more than ``max(burst, rate * grace)`` frames: a client flooding at
+    full speed is closed after a bounded number of ``busy`` answers, one slightly
+    over its rate after ``grace`` seconds. ``grace`` 0 never closes.
+    """
+
+    __slots__ = (
+        "_bucket",
+        "_episode_start",
+        "_max_refused",
+        "_refused",
+        "grace",
+    )
+
+    def __init__(self, rate: float, burst: int, grace: float, now: float) -> None:
+        self._bucket = TokenBucket(rate, burst, now)
+        self.grace = grace
+        self._max_refused = max(float(burst), rate * grace)
+        self._episode_start: float | None = None
+        self._refused = 0
+
+    def check(self, now: float) -> Verdict:
+        """Spend one token for a frame received at ``now``; what to do with the frame."""
+        bucket = self._bucket
+        if self._episode_start is not None and bucket.full(now):
+            self._episode_start = None  # the client paused until its bucket refilled
+        if bucket.take(now):
+            return Verdict.PASS
+        if self._episode_start is None:
+            self._episode_start = now
+            self._refused = 0
+        self._refused += 1
+        if self.grace > 0 and (
+            now - self._episode_start >= self.grace or self._refused > self._max_refused
+        ):
+            return Verdict.CLOSE
+        return Verdict.BUSY
+
+
+# Handshake head
+
+
+def check_head(
+    headers: Iterable[tuple[str, str]], max_headers: int, max_subprotocols: int
+) -> str | None:
+    """Why a handshake's headers are refused, or None.
+
+    Counts headers and ``Sec-WebSocket-Protocol`` entries (commas) without parsing
+    any value, so it costs microseconds whatever the client sent (its total size
+    is capped earlier, while it is received). 0 disables a limit.
+    """
+    count = 0
+    entries = 0
+    for name, value in headers:
+        count += 1
+        if name.lower() == "sec-websocket-protocol":
+            entries += value.count(",") + 1
+    if max_headers and count > max_headers:
+        return f"more than {max_headers} headers"
+    if max_subprotocols and entries > max_subprotocols:
+        return f"more than {max_subprotocols} subprotocols offered"
+    return None
 
 
 def header_values(headers: Mapping[str, str] | Any, name: str) -> list[str]:

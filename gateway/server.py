@@ -11,9 +11,18 @@ Admission happens in ``process_request``, before any upgrade, in this order:
 ``/ws`` while draining -> 503; a listed ``Origin`` is required when an allow-list
 is set -> 403; a valid token when ``token_secret`` is set -> 401 (``/ws`` and
 ``/stream``); a free connection slot -> 503. ``/health``, ``/metrics`` and
-``/stats`` are always answered. Connections that don't send their HTTP request
-within ``handshake_timeout`` are dropped; sockets whose client stops reading (writes
-paused by flow control) for ``write_timeout`` are dropped by a sweeper task.
+``/stats`` are answered while the gateway holds fewer than ``max_connections`` +
+:data:`MONITORING_RESERVE` TCP connections.
+
+Before that, at TCP accept, every connection counts, handshakes in progress
+included: beyond ``max_connections`` + :data:`MONITORING_RESERVE` (or
+``max_connections_per_address`` from one address) it gets a canned 503 (429) and
+is closed without being read. A request head larger than ``max_header_bytes``
+gets 431 while it is received; too many headers 431, too many subprotocol
+entries 400, before any value is parsed. Connections that don't send their HTTP
+request within ``handshake_timeout`` are dropped. A sweeper task drops sockets
+whose client stops reading (writes paused by flow control) for ``write_timeout``
+and closes sockets idle for ``idle_timeout``. Limits are listed in docs/hardening.md.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import logging
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,20 +43,24 @@ from websockets.headers import parse_subprotocol
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
+from gateway import _websockets_compat as compat
 from gateway import http
 from gateway.broker import Broker
 from gateway.config import GatewaySettings
 from gateway.metrics import GatewayMetrics
 from gateway.security import (
     InvalidToken,
+    TokenBucket,
     TokenVerifier,
+    check_head,
     find_token,
     header_values,
     install_redaction,
     origin_allowed,
 )
-from gateway.session import Session
-from hopline.wire.envelope import SUBPROTOCOL
+from gateway.session import POLICY_VIOLATION, RATE_LIMITED, Session
+from hopline.wire.envelope import SUBPROTOCOL, encode_plain_error
+from hopline.wire.errors import ErrorCode
 
 __all__ = ["PLAIN_SUBPROTOCOL", "Gateway", "WorkerIdentity"]
 
@@ -61,58 +75,100 @@ PLAIN_SUBPROTOCOL = "hopline.plain"
 # buffer of a client that stopped reading; past that (a ping flood) it is cut at once.
 CONTROL_BACKLOG_LIMIT = 256 * 1024
 
+# TCP connections accepted beyond --max-connections, so /health, /metrics and
+# /stats still answer when every slot is taken.
+MONITORING_RESERVE = 16
 
-class _Connection(ServerConnection):
-    """The gateway's connection: admission, handshake and write-stall bookkeeping.
+IDLE_CLOSE_CODE = 1000
+IDLE_REASON = "idle timeout"
 
-    * Bounds only the wait for the HTTP request line and headers: websockets'
-      ``open_timeout`` also bounds ``process_request``, which would cut a
-      ``/stream`` request waiting for its reply.
+
+def _canned(status: int, phrase: str, body: str, retry_after: bool = True) -> bytes:
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n"
+    )
+    return (head + ("Retry-After: 1\r\n" if retry_after else "") + "\r\n" + body).encode()
+
+
+_FULL = _canned(503, "Service Unavailable", "too many connections\n")
+_ADDRESS_FULL = _canned(429, "Too Many Requests", "too many connections from this address\n")
+_HEAD_TOO_LARGE = _canned(
+    431, "Request Header Fields Too Large", "request header too large\n", retry_after=False
+)
+
+
+class _Connection(compat.HookedConnection):
+    """The gateway's connection: admission at accept, slot and address bookkeeping, pings.
+
+    * Counts every accepted TCP connection (handshakes in progress included) and
+      refuses, at accept, those beyond the gateway's caps.
+    * Refuses a request head larger than ``max_header_bytes`` with 431.
     * Returns its connection slot (see ``Gateway._admit``) when it ends.
-    * Records since when its writes are paused (write buffer above the high-water
-      mark: the client is not reading), for the gateway's sweeper; flow-control
-      callbacks fire only on transitions, so this costs nothing per message.
-    * Aborts a client that keeps sending pings while not reading the pongs.
+    * Caps pings per second (and spends rate-limit tokens on them, see
+      :meth:`Session.on_ping`); aborts a client that keeps sending pings while
+      not reading the pongs.
     """
 
-    handshake_timeout = 10.0
     gateway: Gateway | None = None
     holds_slot = False
-    paused_since: float | None = None
-    _backlog_base = 0
+    session: Session | None = None
+    address: str | None = None
+    _pings: TokenBucket | None = None
 
-    async def handshake(self, *args: Any, **kwargs: Any) -> None:
-        async with asyncio.timeout(self.handshake_timeout):
-            await asyncio.wait(
-                [self.request_rcvd, self.connection_lost_waiter],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        await super().handshake(*args, **kwargs)
+    def accept_transport(self, transport: asyncio.Transport) -> bool:
+        gw = self.gateway
+        assert gw is not None
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if peer else ""
+        refusal = gw.refuse_at_accept(address)
+        if refusal is not None:
+            transport.write(refusal)
+            transport.close()
+            return False
+        self.address = address
+        gw.accepted(address)
+        return True
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self.paused_since = None
-        if self.holds_slot and self.gateway is not None:
+    def head_bytes(self, total: int) -> bool:
+        assert self.gateway is not None
+        if total <= self.gateway.settings.max_header_bytes:
+            return True
+        log.debug("refused %s: request head over %d bytes", self.remote_address, total)
+        self.transport.write(_HEAD_TOO_LARGE)
+        self.transport.close()
+        return False
+
+    def on_lost(self) -> None:
+        gw = self.gateway
+        if gw is None:
+            return
+        gw.released(self.address or "")
+        if self.session is not None:
+            self.session.connection_lost()
+        if self.holds_slot:
             self.holds_slot = False
-            self.gateway.connections -= 1
-            self.gateway._admitted.discard(self)
+            gw.connections -= 1
+            gw._admitted.discard(self)
 
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self.paused_since = self.loop.time()
-        self._backlog_base = self.transport.get_write_buffer_size()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self.paused_since = None
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if (
-            self.paused_since is not None
-            and self.transport.get_write_buffer_size() - self._backlog_base > CONTROL_BACKLOG_LIMIT
-        ):
+    def on_ping(self) -> None:
+        gw = self.gateway
+        assert gw is not None
+        if self.transport.get_write_buffer_size() > CONTROL_BACKLOG_LIMIT + 2**15:
             drop(self, "it sends control frames but does not read the replies")
+            return
+        rate = gw.settings.max_ping_rate
+        if rate > 0:
+            now = self.loop.time()
+            if self._pings is None:
+                self._pings = TokenBucket(rate, max(1, int(rate)), now)
+            if not self._pings.take(now):
+                log.info("closing connection from %s: too many pings", self.remote_address)
+                abort_after = min(gw.settings.write_timeout, self.close_timeout or 10.0)
+                compat.fail(self, POLICY_VIOLATION, "too many pings", abort_after)
+                return
+        if self.session is not None:
+            self.session.on_ping()
 
 
 def drop(ws: ServerConnection, reason: str) -> None:
@@ -122,7 +178,7 @@ def drop(ws: ServerConnection, reason: str) -> None:
         ws.transport.abort()
 
 
-def _connection_class(gateway: Gateway) -> type[ServerConnection]:
+def _connection_class(gateway: Gateway) -> type[_Connection]:
     class _GatewayConnection(_Connection):
         pass
 
@@ -179,6 +235,11 @@ class Gateway:
         self._server: Server | None = None
         self._admitted: set[ServerConnection] = set()  # /ws sockets and /stream requests
         self._sweeper: asyncio.Task[None] | None = None
+        self.tcp_connections = 0  # every accepted connection, handshakes included
+        self._by_address: dict[str, int] = {}  # accepted connections per address
+        self.sessions: set[Session] = set()
+        self._closing: set[asyncio.Task[None]] = set()  # idle sockets being closed
+        self._stream_buckets: dict[str, TokenBucket] = {}  # /stream rate limit per address
         self._verifier = (
             TokenVerifier(settings.token_secret) if settings.token_secret is not None else None
         )
@@ -200,6 +261,34 @@ class Gateway:
             for conn in self._admitted
             if (since := getattr(conn, "paused_since", None)) is not None
         ]
+
+    def refuse_at_accept(self, address: str) -> bytes | None:
+        """The canned response refusing a new TCP connection from ``address``, or None."""
+        s = self.settings
+        if s.max_connections and self.tcp_connections >= s.max_connections + MONITORING_RESERVE:
+            log.debug("refused %s at accept: %d connections", address, self.tcp_connections)
+            return _FULL
+        per_address = s.max_connections_per_address
+        if per_address and self._by_address.get(address, 0) >= per_address:
+            log.debug("refused %s at accept: address cap", address)
+            return _ADDRESS_FULL
+        return None
+
+    def accepted(self, address: str) -> None:
+        """Count an accepted TCP connection."""
+        self.tcp_connections += 1
+        if self.settings.max_connections_per_address:
+            self._by_address[address] = self._by_address.get(address, 0) + 1
+
+    def released(self, address: str) -> None:
+        """Forget an accepted TCP connection that ended."""
+        self.tcp_connections -= 1
+        count = self._by_address.get(address)
+        if count is not None:
+            if count <= 1:
+                del self._by_address[address]
+            else:
+                self._by_address[address] = count - 1
 
     async def start(self) -> None:
         """Connect to the broker, then listen."""
@@ -244,7 +333,9 @@ class Gateway:
             # and their sessions a moment to write it, before the sockets close.
             if self.broker.pending_requests:
                 self.broker.fail_pending("gateway shut down before the reply came")
-                await asyncio.sleep(0.05)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.drain_timeout):
+                        await asyncio.gather(*(s.settle() for s in list(self.sessions)))
             # Server.close() is idempotent: the call above already chose not to close
             # connections, so close the open sockets (1001) here.
             closing = [asyncio.ensure_future(ws.close(1001)) for ws in self._server.connections]
@@ -263,6 +354,12 @@ class Gateway:
     async def _process_request(
         self, conn: ServerConnection, request: HttpRequest
     ) -> Response | None:
+        s = self.settings
+        refusal = check_head(request.headers.raw_items(), s.max_headers, s.max_subprotocols)
+        if refusal is not None:
+            log.debug("refused %s: %s", conn.remote_address, refusal)
+            status = 400 if "subprotocol" in refusal else 431
+            return http.respond(status, f"{refusal}\n", "text/plain")
         path = urlsplit(request.path).path
         if path == "/ws":
             if self.draining:
@@ -275,7 +372,7 @@ class Gateway:
         if path == "/stats":
             return http.stats(self)
         if path.startswith("/stream/"):
-            refusal = self._admit(conn, request)
+            refusal = self._admit(conn, request) or self._stream_rate(conn)
             if refusal is not None:
                 return refusal
             return await http.stream(self, path[len("/stream/") :])
@@ -315,25 +412,68 @@ class Gateway:
         conn.holds_slot = True  # type: ignore[attr-defined]
         return None
 
+    def _stream_rate(self, conn: ServerConnection) -> Response | None:
+        """/stream is rate-limited per address like a socket: None, or the 429 refusal."""
+        s = self.settings
+        if s.rate_limit <= 0:
+            return None
+        address = getattr(conn, "address", None) or ""
+        now = asyncio.get_running_loop().time()
+        bucket = self._stream_buckets.get(address)
+        if bucket is None:
+            bucket = TokenBucket(s.rate_limit, s.rate_burst or max(1, int(s.rate_limit)), now)
+            self._stream_buckets[address] = bucket
+        if bucket.take(now):
+            return None
+        self.metrics.requests.inc()
+        self.metrics.errors(ErrorCode.BUSY).inc()
+        return http.respond(
+            429,
+            encode_plain_error(ErrorCode.BUSY, RATE_LIMITED) + "\n",
+            http.JSON_TYPE,
+            Retry_After="1",
+        )
+
     async def _sweep_stalled(self) -> None:
-        """Drop sockets whose writes have been paused for ``write_timeout`` (client not reading)."""
-        timeout = self.settings.write_timeout
+        """Each tick: drop sockets whose writes have been paused for ``write_timeout`` (client
+        not reading), close sockets idle for ``idle_timeout``, forget full /stream buckets."""
+        s = self.settings
+        timeout, idle = s.write_timeout, s.idle_timeout
+        tick = min(1.0, timeout / 4, idle / 4 if idle > 0 else 1.0)
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(min(1.0, timeout / 4))
+            await asyncio.sleep(tick)
             now = loop.time()
             for conn in list(self._admitted):
                 since = getattr(conn, "paused_since", None)
                 if since is not None and now - since >= timeout:
                     drop(conn, f"client did not read for {timeout:g} s")
+            if idle > 0:
+                clock = perf_counter()
+                for session in list(self.sessions):
+                    if session.idle and clock - session.last_active >= idle:
+                        log.info("closing idle connection from %s", session.ws.remote_address)
+                        task = loop.create_task(session.ws.close(IDLE_CLOSE_CODE, IDLE_REASON))
+                        self._closing.add(task)
+                        task.add_done_callback(self._closing.discard)
+                        session.last_active = clock + idle  # not again while it closes
+            if self._stream_buckets:
+                self._stream_buckets = {
+                    a: b for a, b in self._stream_buckets.items() if not b.full(now)
+                }
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.active_websockets += 1
         log.debug("open %s subprotocol=%s", ws.remote_address, ws.subprotocol)
-        s = self.settings
-        session = Session(ws, self.broker, self.metrics, s.window, s.rate_limit, s.rate_burst)
+        compat.forget_request(ws)
+        session = Session(ws, self.broker, self.metrics, self.settings)
+        assert isinstance(ws, _Connection)
+        ws.session = session
+        self.sessions.add(session)
         try:
             await session.run()
         finally:
+            self.sessions.discard(session)
+            ws.session = None
             self.active_websockets -= 1
             log.debug("closed %s", ws.remote_address)

@@ -8,9 +8,16 @@ Contract:
   reply or error frame has been handed to the socket; malformed and rate-limited
   frames count too); when the window is full the session stops reading, so the
   socket's buffers fill and TCP pushes back on the client.
-* With a rate limit, each frame spends one token of the socket's
-  :class:`~gateway.security.TokenBucket`; a frame over the limit is not published
-  and gets a ``busy`` error in its place.
+* At most ``max_in_flight_bytes`` request bytes are in flight too (checked before
+  reading, like the window; see :class:`~gateway.ordering.Flow`).
+* With a rate limit, each frame (and each ping) spends one token of the socket's
+  :class:`~gateway.security.RateGuard`; a frame over the limit is not published
+  and gets a ``busy`` error in its place; a socket that keeps exceeding the limit
+  past the grace is closed with 1008.
+* Replies that wait for a slow client are capped at ``max_send_queue`` bytes
+  (beyond the first one queued); past that the socket is closed with 1008.
+* :attr:`Session.last_active` (``perf_counter``) is when the last frame was read or
+  the last answer left; the gateway closes sockets idle for ``idle_timeout``.
 * A client that stops reading blocks the writer (and so, through the window, the
   reader); the gateway's sweeper cuts such a socket after its send deadline, and
   the session then ends like any closed one.
@@ -30,16 +37,17 @@ import contextlib
 import logging
 from collections import deque
 from time import perf_counter
-from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
 
+from gateway import _websockets_compat as compat
 from gateway.broker import Broker
+from gateway.config import GatewaySettings
 from gateway.metrics import GatewayMetrics
+from gateway.ordering import Flow, Slot
 from gateway.requests import Request, Result
-from gateway.security import TokenBucket
+from gateway.security import RateGuard, Verdict
 from hopline.wire.envelope import (
     SUBPROTOCOL,
     ProtocolError,
@@ -51,13 +59,12 @@ from hopline.wire.envelope import (
 )
 from hopline.wire.errors import ErrorCode, Failure
 
-__all__ = ["Session"]
+__all__ = ["POLICY_VIOLATION", "RATE_LIMITED", "Session"]
 
 log = logging.getLogger(__name__)
 
-_UNSET: Any = object()
-
 RATE_LIMITED = "request rate limit exceeded"
+POLICY_VIOLATION = 1008
 
 
 class Session:
@@ -67,9 +74,8 @@ class Session:
         ws: the accepted connection.
         broker: where requests go.
         metrics: the gateway's metrics.
-        window: requests in flight at most.
-        rate_limit: requests per second on average (0: no limit).
-        rate_burst: token bucket size (0: ``max(1, rate_limit)``).
+        settings: ``window``, ``max_in_flight_bytes``, ``rate_limit``, ``rate_burst``,
+            ``rate_grace``, ``max_send_queue`` and ``write_timeout`` are read.
     """
 
     def __init__(
@@ -77,32 +83,37 @@ class Session:
         ws: ServerConnection,
         broker: Broker,
         metrics: GatewayMetrics,
-        window: int,
-        rate_limit: float = 0.0,
-        rate_burst: int = 0,
+        settings: GatewaySettings,
     ) -> None:
         self.ws = ws
         self.broker = broker
         self.metrics = metrics
-        self.window = window
+        self.settings = settings
         self.envelope = ws.subprotocol == SUBPROTOCOL
         self._loop = asyncio.get_running_loop()
+        self.flow = Flow(settings.window, settings.max_in_flight_bytes)
         self._outstanding: set[Request] = set()
-        self._ordered: deque[list[Any]] = deque()  # plain mode: [result, t0] in request order
         # The writer task, its queue and the window event exist only once needed (a
         # slow client, a full window): an idle socket costs a few KiB less without them.
-        self._outgoing: deque[tuple[str | bytes, bool]] | None = None  # (frame, ends a request)
+        # (frame, size of the request it ends, or None for a chunk of a streamed reply)
+        self._outgoing: deque[tuple[str | bytes, int | None]] | None = None
         self._outgoing_ready: asyncio.Event | None = None
+        self._queued_bytes = 0  # bytes of frames in _outgoing
         self._writer: asyncio.Task[None] | None = None
         self._window_open: asyncio.Event | None = None
-        self._in_flight = 0
-        self._bucket: TokenBucket | None = None
-        if rate_limit > 0:
-            burst = rate_burst or max(1, int(rate_limit))
-            self._bucket = TokenBucket(rate_limit, burst, self._loop.time())
+        self._settled: asyncio.Event | None = None  # see settle()
+        self.guard: RateGuard | None = None
+        if settings.rate_limit > 0:
+            burst = settings.rate_burst or max(1, int(settings.rate_limit))
+            self.guard = RateGuard(
+                settings.rate_limit, burst, settings.rate_grace, self._loop.time()
+            )
         self._writer_done = False
+        self._closing = False  # close() was called
+        self._lost = False  # the connection ended (see connection_lost)
         self._flush_scheduled = False
         self._write_high_water = ws.transport.get_write_buffer_limits()[1]
+        self.last_active = perf_counter()
 
     async def run(self) -> None:
         """Read frames until the connection closes, then clean up."""
@@ -114,26 +125,74 @@ class Session:
             for request in self._outstanding:
                 self.broker.cancel(request)
             self._outstanding.clear()
+            self.flow.clear()
             writer = self._writer
             if writer is not None:
                 writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                     await writer
+            if self._settled is not None:
+                self._settled.set()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight (the idle timeout may apply)."""
+        return self.flow.in_flight == 0
+
+    async def settle(self) -> None:
+        """Return once every frame read so far has been answered (or the session ended)."""
+        if self.flow.in_flight == 0 or self._writer_done:
+            return
+        if self._settled is None:
+            self._settled = asyncio.Event()
+        self._settled.clear()
+        await self._settled.wait()
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the socket now (from synchronous code); the read loop then ends.
+
+        Answers still due are dropped. The TCP connection is aborted if the client
+        has not closed it within ``min(write_timeout, close_timeout)``.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        log.info("closing connection from %s: %s", self.ws.remote_address, reason)
+        abort_after = min(self.settings.write_timeout, self.ws.close_timeout or 10.0)
+        compat.fail(self.ws, code, reason, abort_after)
+
+    def connection_lost(self) -> None:
+        """The TCP connection ended: a reader parked on a full window must not wait on."""
+        self._lost = True
+        if self._window_open is not None:
+            self._window_open.set()
+
+    def on_ping(self) -> None:
+        """A ping spends a token of the rate limit like a frame (its pong is already queued)."""
+        guard = self.guard
+        if guard is not None and guard.check(self._loop.time()) is Verdict.CLOSE:
+            self.close(POLICY_VIOLATION, RATE_LIMITED)
 
     async def _read_loop(self) -> None:
-        ws, window, submit = self.ws, self.window, self.broker.submit
-        envelope, bucket = self.envelope, self._bucket
+        ws, flow, submit = self.ws, self.flow, self.broker.submit
+        envelope, guard = self.envelope, self.guard
         while True:
-            if self._in_flight >= window:
+            if not flow.readable:
                 if self._window_open is None:
                     self._window_open = asyncio.Event()
                 self._window_open.clear()
                 await self._window_open.wait()
-                if self._writer_done:
+                if self._writer_done or self._lost:
                     return
             frame = await ws.recv()
             t0 = perf_counter()  # latency clock (uvloop's loop.time() has 1 ms steps)
-            allowed = bucket is None or bucket.take(self._loop.time())
+            self.last_active = t0
+            size = len(frame)
+            verdict = Verdict.PASS if guard is None else guard.check(self._loop.time())
+            if verdict is Verdict.CLOSE:
+                self.close(POLICY_VIOLATION, RATE_LIMITED)
+                return
+            allowed = verdict is Verdict.PASS
             if envelope:
                 try:
                     env = decode_envelope(frame)
@@ -148,14 +207,12 @@ class Session:
                         encode_envelope_error(env.id, ErrorCode.BUSY, RATE_LIMITED), ErrorCode.BUSY
                     )
                     continue
+                flow.admit(size)
                 request = Request(
-                    env.data, self._on_envelope_done, (env.id, t0), self._on_envelope_chunk
+                    env.data, self._on_envelope_done, (env.id, t0, size), self._on_envelope_chunk
                 )
             else:
-                slot = [_UNSET, t0]
-                self._ordered.append(slot)
-                request = Request(frame, self._on_plain_done, slot)
-            self._in_flight += 1
+                request = Request(frame, self._on_plain_done, flow.slot(size, t0))
             self._outstanding.add(request)
             if allowed:
                 submit(request)
@@ -168,11 +225,11 @@ class Session:
         """Answer a frame that is not published (hopline.v1 only: no ordering to keep)."""
         self.metrics.requests.inc()
         self.metrics.errors(code).inc()
-        self._in_flight += 1
-        self._emit(frame, ends_request=True)
+        self.flow.admit(0)
+        self._emit(frame, 0)
 
     def _on_envelope_done(self, request: Request, result: Result) -> None:
-        client_id, t0 = request.token
+        client_id, t0, size = request.token
         self._outstanding.discard(request)
         self.metrics.latency.observe(perf_counter() - t0)
         if isinstance(result, Failure):
@@ -180,81 +237,81 @@ class Session:
         else:
             data = result if isinstance(result, str) else result.decode(errors="replace")
             frame = encode_envelope_reply(client_id, data)
-        self._emit(frame, ends_request=True)
+        self._emit(frame, size)
 
     def _on_envelope_chunk(self, request: Request, chunk: str | bytes) -> None:
         """A chunk of a streamed reply: ``{"id", "data", "more": true}`` (the request goes on)."""
         data = chunk if isinstance(chunk, str) else chunk.decode(errors="replace")
-        self._emit(encode_envelope_chunk(request.token[0], data), ends_request=False)
+        self._emit(encode_envelope_chunk(request.token[0], data), None)
 
     def _on_plain_done(self, request: Request, result: Result) -> None:
-        slot = request.token
         self._outstanding.discard(request)
-        slot[0] = result
-        ordered = self._ordered
+        ready = self.flow.resolve(request.token, result)
+        if not ready:
+            return
         now = perf_counter()
-        while ordered and ordered[0][0] is not _UNSET:
-            done, t0 = ordered.popleft()
-            self.metrics.latency.observe(now - t0)
+        observe = self.metrics.latency.observe
+        slot: Slot
+        for slot in ready:
+            observe(now - slot.t0)
+            done = slot.result
             if isinstance(done, Failure):
-                self._emit(encode_plain_error(done.code, done.message), ends_request=True)
+                self._emit(encode_plain_error(done.code, done.message), slot.size)
             else:
-                self._emit(done, ends_request=True)
+                self._emit(done, slot.size)
 
-    def _emit(self, frame: str | bytes, ends_request: bool) -> None:
-        """Send ``frame`` after the frames before it.
+    def _emit(self, frame: str | bytes, size: int | None) -> None:
+        """Send ``frame``, the answer to a request of ``size`` bytes, after the frames before it.
+
+        ``size`` None: the frame does not end its request (a chunk of a streamed reply).
 
         Fast path: while nothing waits in the writer queue and the socket's write
         buffer is below its high-water mark, the frame goes straight to the
         protocol and every frame emitted in this event-loop tick leaves in one
         socket write (no task switch, no syscall per frame). Otherwise the writer
-        task sends it, waiting for the client to drain its buffer.
+        task sends it, waiting for the client to drain its buffer; more than
+        ``max_send_queue`` bytes waiting closes the socket.
         """
         ws = self.ws
-        if (
-            not self._outgoing
-            and ws.protocol.state is State.OPEN
-            and ws.send_in_progress is None
-            and ws.transport.get_write_buffer_size() < self._write_high_water
-        ):
-            if isinstance(frame, str):
-                ws.protocol.send_text(frame.encode())
-            else:
-                ws.protocol.send_binary(frame)
+        if not self._outgoing and compat.can_send_now(ws, self._write_high_water):
+            compat.send_now(ws, frame)
             if not self._flush_scheduled:
                 self._flush_scheduled = True
                 self._loop.call_soon(self._flush)
-            if ends_request:
-                self._request_sent()
+            if size is not None:
+                self._request_sent(size)
             return
         if self._outgoing is None:
             self._outgoing = deque()
             self._outgoing_ready = asyncio.Event()
+        if self._writer_done or self._closing:
+            return
+        if self._outgoing and self._queued_bytes + len(frame) > self.settings.max_send_queue:
+            self._outgoing.clear()
+            self._queued_bytes = 0
+            self.close(POLICY_VIOLATION, "send queue full: the client reads too slowly")
+            return
         if self._writer is None:
             self._writer = self._loop.create_task(self._write_loop())
-        self._outgoing.append((frame, ends_request))
+        self._outgoing.append((frame, size))
+        self._queued_bytes += len(frame)
         assert self._outgoing_ready is not None
         self._outgoing_ready.set()
 
-    def _request_sent(self) -> None:
-        """One reply left: reopen the window if the reader is parked on it."""
-        self._in_flight -= 1
-        if self._window_open is not None and self._in_flight < self.window:
+    def _request_sent(self, size: int) -> None:
+        """One answer left: reopen the window if the reader is parked on it."""
+        flow = self.flow
+        if flow.sent(size) and self._window_open is not None:
             self._window_open.set()
+        if flow.in_flight == 0:
+            self.last_active = perf_counter()
+            if self._settled is not None:
+                self._settled.set()
 
     def _flush(self) -> None:
         """Write what the fast path queued in the protocol, in one socket write."""
         self._flush_scheduled = False
-        ws = self.ws
-        chunks = ws.protocol.data_to_send()
-        data = b"".join(chunks)
-        if data:
-            ws.transport.write(data)
-        if b"" in chunks:  # the protocol asks for a half-close after a close frame
-            if ws.transport.can_write_eof():
-                ws.transport.write_eof()
-            else:
-                ws.transport.close()
+        compat.flush(self.ws)
 
     async def _write_loop(self) -> None:
         ws, outgoing, ready = self.ws, self._outgoing, self._outgoing_ready
@@ -264,13 +321,16 @@ class Session:
                 await ready.wait()
                 ready.clear()
                 while outgoing:
-                    frame, ends_request = outgoing.popleft()
+                    frame, size = outgoing.popleft()
+                    self._queued_bytes -= len(frame)
                     await ws.send(frame)
-                    if ends_request:
-                        self._request_sent()
+                    if size is not None:
+                        self._request_sent(size)
         finally:
             # The socket is gone (or the session ends): a reader parked on a full
             # window must not wait for sends that will never happen.
             self._writer_done = True
             if self._window_open is not None:
                 self._window_open.set()
+            if self._settled is not None:
+                self._settled.set()

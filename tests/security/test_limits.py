@@ -36,7 +36,7 @@ async def test_rate_limit_answers_excess_with_busy_and_publishes_nothing_more(
     stack: Stack,
 ) -> None:
     """Over --rate-limit, frames get 'busy' (in order) and never reach the processor."""
-    gw = await stack.gateway(rate_limit=2, rate_burst=5)
+    gw = await stack.gateway(rate_limit=2, rate_burst=5, rate_grace=0)  # grace: test_abuse.py
     handler = Counting()
     await stack.processor(handler)
     async with connect(ws_url(gw)) as ws:
@@ -127,7 +127,8 @@ async def test_ping_flood_from_a_client_that_never_reads_is_cut(
 ) -> None:
     """Pings whose pongs pile up unread (server memory) get the socket cut at once."""
     caplog.set_level(logging.INFO, logger="gateway.server")
-    gw = await stack.gateway(write_timeout=60)  # the backlog cap acts, not the deadline
+    # The backlog cap acts, not the deadline nor the ping-rate cap (see test_abuse.py).
+    gw = await stack.gateway(write_timeout=60, max_ping_rate=0)
     await stack.processor()
     abuser = await RawClient.open(gw.port, rcvbuf=4096)
     for _ in range(100_000):  # ~13 MB of pongs to send back: more than any socket buffer

@@ -1,0 +1,300 @@
+"""Every use of websockets beyond its documented API, in one place.
+
+The gateway relies on a few internals of ``websockets.asyncio`` (tested with the
+range pinned in pyproject.toml). They are all here, behind plain names, so an
+upgrade is checked by :func:`check` (run at import: a missing attribute fails the
+gateway at start-up, and ``tests/gateway/test_websockets_compat.py`` in CI) and
+fixed in this file only:
+
+* :class:`HookedConnection` overrides ``connection_made``, ``connection_lost``,
+  ``data_received``, ``pause_writing``, ``resume_writing``, ``process_event`` and
+  ``handshake`` of ``ServerConnection`` (asyncio protocol callbacks and websockets'
+  private event hook) and turns them into hook methods with no policy of their own.
+  It also feeds received bytes to the protocol in slices of at most
+  :data:`READ_SLICE` bytes, one slice per event-loop turn, so one socket's
+  256 KiB read (tens of thousands of tiny frames) cannot hold the loop.
+* :func:`send_now`, :func:`can_send_now`, :func:`flush` write frames through the
+  sans-I/O protocol and the transport directly (``send_in_progress``,
+  ``protocol.send_text``), for the session's fast path.
+* :func:`fail` closes a connection from a synchronous callback.
+* :func:`forget_request` drops the handshake request's headers once the socket is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from typing import Any, cast
+
+from websockets.asyncio.messages import Assembler
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import Protocol, State
+
+__all__ = [
+    "READ_SLICE",
+    "HookedConnection",
+    "can_send_now",
+    "check",
+    "fail",
+    "flush",
+    "forget_request",
+    "send_now",
+]
+
+# Bytes handed to the websockets parser per event-loop turn and connection. A read
+# returns up to 256 KiB: 40,000 six-byte pings, about 0.25 s of parsing in one callback.
+READ_SLICE = 8 * 1024
+
+_CONNECTION_ATTRIBUTES = (
+    "connection_made",
+    "connection_lost",
+    "data_received",
+    "pause_writing",
+    "resume_writing",
+    "process_event",
+    "handshake",
+    "send_data",
+    "send_in_progress",
+    "request_rcvd",
+    "connection_lost_waiter",
+    "recv_messages",
+    "close_timeout",
+)
+_PROTOCOL_METHODS = ("send_text", "send_binary", "data_to_send", "fail", "receive_data")
+_ASSEMBLER_ATTRIBUTES = ("pause", "resume", "paused")
+
+
+def _assigned(name: str, source: str) -> bool:
+    return re.search(rf"self\.{name}\s*(:[^=\n]*)?=", source) is not None
+
+
+def check() -> None:
+    """Raise RuntimeError naming every internal this module needs that websockets lacks."""
+    import websockets.asyncio.connection as connection_module
+    import websockets.asyncio.server as server_module
+
+    # Instance attributes are assigned in websockets' source ("self.<name> = ...").
+    source = inspect.getsource(connection_module) + inspect.getsource(server_module)
+    missing: list[str] = []
+    for name in _CONNECTION_ATTRIBUTES:
+        if not hasattr(ServerConnection, name) and not _assigned(name, source):
+            missing.append(f"ServerConnection.{name}")
+    for name in _PROTOCOL_METHODS:
+        if not callable(getattr(Protocol, name, None)):
+            missing.append(f"Protocol.{name}")
+    assembler_source = inspect.getsource(Assembler.__init__)
+    for name in _ASSEMBLER_ATTRIBUTES:
+        if not _assigned(name, assembler_source):
+            missing.append(f"Assembler.{name}")
+    if "transport" not in inspect.signature(ServerConnection.connection_made).parameters:
+        missing.append("ServerConnection.connection_made(transport)")
+    if missing:
+        raise RuntimeError(
+            "this websockets version lacks internals the gateway uses: " + ", ".join(missing)
+        )
+
+
+check()
+
+
+class HookedConnection(ServerConnection):
+    """``ServerConnection`` with hooks; subclasses set the policy.
+
+    Hooks (all synchronous, called on the event loop):
+
+    * :meth:`accept_transport` at TCP accept: return False to refuse the
+      connection; the hook must then answer and close ``transport`` itself. A
+      refused connection never reaches websockets (no handler task, no handshake).
+    * :meth:`head_bytes`: bytes received before the HTTP request was complete.
+    * :meth:`on_ping` for each ping frame received.
+    * :meth:`on_lost` when the connection ends (accepted ones only).
+    * ``paused_since`` holds the loop time since when writes are paused (the
+      client is not reading), None while they flow.
+    """
+
+    handshake_timeout = 10.0
+    refused = False
+    paused_since: float | None = None
+    _backlog: memoryview | None = None  # bytes read but not yet parsed (see READ_SLICE)
+    _feed_scheduled = False
+    _assembler_paused = False
+    _head_received = 0
+
+    # Hooks
+
+    def accept_transport(self, transport: asyncio.Transport) -> bool:
+        return True
+
+    def head_bytes(self, total: int) -> bool:
+        """Called while the HTTP request is incomplete; False refuses (the hook answers)."""
+        return True
+
+    def on_ping(self) -> None:
+        pass
+
+    def on_lost(self) -> None:
+        pass
+
+    # websockets / asyncio overrides
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if not self.accept_transport(transport):
+            self.refused = True
+            return
+        super().connection_made(transport)
+        assembler = self.recv_messages
+        assembler.pause = self._pause_for_assembler
+        assembler.resume = self._resume_for_assembler
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.refused:
+            return
+        super().connection_lost(exc)
+        self._backlog = None
+        self.paused_since = None
+        self.on_lost()
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        # websockets' open_timeout also bounds process_request, which would cut a
+        # /stream request waiting for its reply: only the wait for the request is bounded.
+        async with asyncio.timeout(self.handshake_timeout):
+            await asyncio.wait(
+                [self.request_rcvd, self.connection_lost_waiter],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        await super().handshake(*args, **kwargs)
+
+    def pause_writing(self) -> None:
+        if self.refused:
+            return
+        super().pause_writing()
+        self.paused_since = self.loop.time()
+
+    def resume_writing(self) -> None:
+        if self.refused:
+            return
+        super().resume_writing()
+        self.paused_since = None
+
+    def eof_received(self) -> bool | None:
+        if self.refused:
+            return None
+        return super().eof_received()
+
+    def process_event(self, event: Any) -> None:
+        if isinstance(event, Frame) and event.opcode is Opcode.PING:
+            self.on_ping()
+        super().process_event(event)
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        if self._backlog is not None:  # keep byte order behind what is still unparsed
+            self._backlog = memoryview(bytes(self._backlog) + data)
+            return
+        self._feed(memoryview(data))
+
+    # Slicing
+
+    def _feed(self, data: memoryview) -> None:
+        if len(data) > READ_SLICE:
+            self._backlog = data[READ_SLICE:]
+            data = data[:READ_SLICE]
+            self.transport.pause_reading()
+            self._schedule_feed()
+        if self.request is None:
+            self._head_received += len(data)
+            if not self.head_bytes(self._head_received):
+                self._backlog = None
+                return
+        super().data_received(data)  # type: ignore[arg-type]  # any bytes-like is parsed
+
+    def _schedule_feed(self) -> None:
+        if not self._feed_scheduled:
+            self._feed_scheduled = True
+            self.loop.call_soon(self._feed_next)
+
+    def _feed_next(self) -> None:
+        self._feed_scheduled = False
+        backlog = self._backlog
+        if backlog is None or self._assembler_paused or self.transport.is_closing():
+            return
+        self._backlog = None
+        self._feed(backlog)
+        if self._backlog is None and not self._assembler_paused:
+            self.transport.resume_reading()
+
+    def _pause_for_assembler(self) -> None:
+        self._assembler_paused = True
+        self.transport.pause_reading()
+
+    def _resume_for_assembler(self) -> None:
+        self._assembler_paused = False
+        if self._backlog is not None:
+            self._schedule_feed()
+        else:
+            self.transport.resume_reading()
+
+
+# Session fast path
+
+
+def can_send_now(ws: ServerConnection, high_water: int) -> bool:
+    """Whether a frame may be written at once (open, no send() running, buffer below mark)."""
+    return (
+        ws.protocol.state is State.OPEN
+        and ws.send_in_progress is None
+        and ws.transport.get_write_buffer_size() < high_water
+    )
+
+
+def send_now(ws: ServerConnection, frame: str | bytes) -> None:
+    """Queue ``frame`` in the protocol; :func:`flush` writes it (see :func:`can_send_now`)."""
+    if isinstance(frame, str):
+        ws.protocol.send_text(frame.encode())
+    else:
+        ws.protocol.send_binary(frame)
+
+
+def flush(ws: ServerConnection) -> None:
+    """Write what the protocol has queued, in one socket write."""
+    chunks = ws.protocol.data_to_send()
+    data = b"".join(chunks)
+    if data:
+        ws.transport.write(data)
+    if b"" in chunks:  # the protocol asks for a half-close after a close frame
+        if ws.transport.can_write_eof():
+            ws.transport.write_eof()
+        else:
+            ws.transport.close()
+
+
+def fail(ws: ServerConnection, code: int, reason: str, abort_after: float) -> None:
+    """Close ``ws`` now from synchronous code: send a close frame, parse nothing more.
+
+    The TCP connection is aborted ``abort_after`` seconds later if the client has
+    not closed it by then, and at once if its writes are paused (it is not
+    reading: the close frame could not reach it).
+    """
+    transport = ws.transport
+    if transport.is_closing():
+        return
+    if ws.protocol.state is State.OPEN:
+        ws.protocol.fail(code, reason)
+        ws.send_data()
+    if getattr(ws, "paused_since", None) is not None:
+        transport.abort()
+    else:
+        ws.loop.call_later(abort_after, transport.abort)
+
+
+def forget_request(ws: ServerConnection) -> None:
+    """Replace the handshake request (its headers can be large) by its path alone."""
+    request = ws.request
+    if request is not None:
+        ws.request = Request(request.path, Headers())
