@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 
 import jwt
 import pytest
@@ -107,9 +108,10 @@ async def test_stream_of_an_unstreamed_reply_is_one_chunk(stack: Stack) -> None:
 
 
 async def test_chunks_are_streamed_and_request_sees_the_last() -> None:
-    """Against a peer that streams (the chunk frames of issue 12): chunks in order, then the end.
+    """Against a scripted hopline.v1 peer: exact chunk frames, in order, then the end.
 
-    The gateway does not stream yet, so a scripted hopline.v1 peer sends the frames.
+    (A real gateway streams too: see the test below and tests/gateway/test_streaming.py;
+    this peer pins the frames down exactly.)
     """
 
     async def streaming_peer(ws: ServerConnection) -> None:
@@ -179,3 +181,19 @@ async def test_nothing_listening_is_a_retryable_connect_error() -> None:
 def test_a_url_without_scheme_is_refused_before_any_io() -> None:
     with pytest.raises(InvalidURL, match=r"did you mean ws://localhost:8000/ws\?"):
         connect("localhost:8000")
+
+
+async def words(payload: str | bytes) -> AsyncIterator[str]:
+    """A streaming handler: one chunk per word."""
+    for word in str(payload).split():
+        yield word + " "
+
+
+async def test_a_streamed_reply_arrives_in_chunks_from_a_real_gateway(stack: Stack) -> None:
+    """A generator handler: stream() yields every chunk; request() sees the last frame."""
+    gw = await stack.gateway()
+    await stack.processor(words)
+    async with connect(ws_url(gw)) as client:
+        assert [c async for c in client.stream("one two three")] == ["one ", "two ", "three "]
+        assert await client.request("one two three") == "three "
+        assert client.unmatched == 0
