@@ -12,6 +12,8 @@ The wire contract is :mod:`hopline.wire.batch` (partial reply batches). Here:
   run (the request was redelivered after its processor died and started again) or
   out of sequence ends the request with ``processor_error``: the client never sees
   two runs mixed, nor a truncated stream that looks complete.
+* A chunk marked ``last`` ends its request at once (an early answer: its last chunk,
+  whole reply or error, sent while other requests of its message still run).
 * :func:`final_results` checks the final reply of a message against the runs of
   its streamed requests (same rule) and joins kept chunks with the last one.
 """
@@ -23,8 +25,8 @@ from collections.abc import Iterator, Sequence
 from gateway.replies import as_type_of
 from gateway.requests import Request, Result
 from gateway.table import InFlight
-from hopline.wire.batch import Chunk
-from hopline.wire.errors import ErrorCode, Failure
+from hopline.wire.batch import Chunk, ItemError
+from hopline.wire.errors import ErrorCode, Failure, failure_from
 
 __all__ = ["StreamState", "final_results", "partial_events"]
 
@@ -45,7 +47,12 @@ class StreamState:
 def partial_events(
     entry: InFlight, run: str | None, chunks: Sequence[Chunk]
 ) -> Iterator[tuple[Request, Result, bool]]:
-    """Events for the owners of ``entry``'s requests from one partial reply batch."""
+    """Events for the owners of ``entry``'s requests from one partial reply batch.
+
+    ``(request, chunk, False)`` for a chunk to stream, ``(request, result, True)`` for
+    a request that ends: its last chunk or whole reply sent early (joined with the
+    chunks kept for an owner without ``on_chunk``), its error, or a broken stream.
+    """
     requests = entry.requests
     if entry.streams is None:
         entry.streams = {}
@@ -62,8 +69,11 @@ def partial_events(
         if state.run != run or chunk.seq != state.next_seq:
             yield request, Failure(ErrorCode.PROCESSOR_ERROR, INTERRUPTED), True
             continue
+        if chunk.last:
+            yield request, _last(request, state, chunk.data), True
+            continue
         state.next_seq += 1
-        data = as_type_of(request, chunk.data)
+        data = as_type_of(request, chunk.data)  # type: ignore[arg-type]
         if isinstance(data, Failure):
             yield request, data, True
         elif request.on_chunk is not None:
@@ -72,6 +82,21 @@ def partial_events(
             if state.parts is None:
                 state.parts = []
             state.parts.append(data)
+
+
+def _last(request: Request, state: StreamState, data: str | bytes | ItemError) -> Result:
+    if isinstance(data, ItemError):
+        return failure_from(data.code, data.message)
+    result = as_type_of(request, data)
+    return _joined(state.parts, result) if state.parts else result
+
+
+def _joined(parts: list[str | bytes], result: Result) -> Result:
+    if isinstance(result, Failure):
+        return result
+    if isinstance(result, str):
+        return "".join(p for p in [*parts, result] if isinstance(p, str))
+    return b"".join(p for p in [*parts, result] if isinstance(p, bytes))
 
 
 def final_results(entry: InFlight, results: list[Result], run: str | None) -> list[Result]:
@@ -84,10 +109,6 @@ def final_results(entry: InFlight, results: list[Result], run: str | None) -> li
         result = out[index]
         if state.run != run:
             out[index] = Failure(ErrorCode.PROCESSOR_ERROR, INTERRUPTED)
-        elif state.parts and not isinstance(result, Failure):
-            parts = [*state.parts, result]
-            if isinstance(result, str):
-                out[index] = "".join(p for p in parts if isinstance(p, str))
-            else:
-                out[index] = b"".join(p for p in parts if isinstance(p, bytes))
+        elif state.parts:
+            out[index] = _joined(state.parts, result)
     return out

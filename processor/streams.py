@@ -2,7 +2,8 @@
 
 Contract (the wire format is :mod:`hopline.wire.batch`):
 
-* :class:`MessageStreams` gathers the chunks of one request message's streams:
+* :class:`MessageStreams` gathers the chunks of one request message's streams (and
+  the early answers of its requests that end while others still run):
   everything emitted in one event-loop tick, or while the previous partial batch of
   the same message awaits its confirm, leaves as **one** partial reply batch (at
   most one in flight per message, so they reach ``reply_to`` in order).
@@ -33,6 +34,7 @@ from hopline.wire.batch import (
     PARTIAL_CONTENT_TYPE,
     BatchFormatError,
     Chunk,
+    ItemError,
     decode_cancel,
     encode_partials,
 )
@@ -94,6 +96,7 @@ class MessageStreams:
         self._channel = channel
         self._headers = {RUN_HEADER: self.run, CONTROL_HEADER: control_queue}
         self._pending: list[Chunk] = []
+        self._counts: dict[int, int] = {}  # request index -> chunks emitted
         self._scheduled = False
         self._publishing: asyncio.Task[None] | None = None
         self._tasks: dict[int, asyncio.Task[Any]] = {}
@@ -105,6 +108,15 @@ class MessageStreams:
     def emit(self, index: int, seq: int, data: str | bytes) -> None:
         """Queue one chunk; it leaves with the others of this tick."""
         self._pending.append(Chunk(index, seq, data))
+        self._counts[index] = seq + 1
+        self._queued()
+
+    def answer(self, index: int, result: str | bytes | ItemError) -> None:
+        """Queue request ``index``'s last chunk (or whole reply, or error): an early answer."""
+        self._pending.append(Chunk(index, self._counts.get(index, 0), result, last=True))
+        self._queued()
+
+    def _queued(self) -> None:
         self._idle.clear()
         if not self._scheduled and self._publishing is None:
             self._scheduled = True

@@ -21,7 +21,8 @@ Contract:
   generator closed, a thread's result abandoned), its slot freed, and the message
   acked without a reply.
 * Streams (generator functions; a plain or async function that returns a generator
-  gets its chunks joined): a request carrying
+  gets its chunks joined) and early answers (a request of a batch that ends while
+  others still run, handlers not inline): a message carrying
   :data:`~hopline.wire.amqp.STREAM_HEADER` gets partial reply batches (see
   :mod:`processor.streams`), then its final reply once they are confirmed; a
   partial publish that fails leaves the message unacked for redelivery.
@@ -208,7 +209,10 @@ class Processor:
             return
         streams = None
         if (
-            self._streaming
+            (
+                self._streaming
+                or (not self.caller.inline and message.content_type == BATCH_CONTENT_TYPE)
+            )
             and headers.get(STREAM_HEADER)
             and message.correlation_id
             and self._channel is not None
@@ -356,9 +360,18 @@ class Processor:
             def expired() -> bool:
                 return _expired(deadline)
 
+            left = [len(payloads)]
+
+            async def item(i: int, payload: str | bytes, ctx: Context | None) -> Any:
+                result = await caller.run(payload, ctx, i, streams, expired)
+                left[0] -= 1
+                if result is not None and left[0] and streams is not None:
+                    streams.answer(i, result)  # others still run: answer this one now
+                return result
+
             outcomes = await asyncio.gather(
                 *(
-                    caller.run(payload, ctx, i, streams, expired)
+                    item(i, payload, ctx)
                     for i, (payload, ctx) in enumerate(zip(payloads, contexts, strict=True))
                 )
             )

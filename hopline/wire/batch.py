@@ -25,7 +25,9 @@ gets one ordinary reply with the chunks joined. Contract:
   ``index:u32 | seq:u32 | kind:u8 | length:u32 | payload``: ``index`` is the
   request's position in its batch (0 for a plain message), ``seq`` the chunk's
   number within that request's stream (0, 1, 2, ... without gaps), kind ``0`` text
-  or ``1`` binary. Chunks of one request appear in order; the processor gathers
+  or ``1`` binary, plus ``8`` when it is the request's **last** (``8`` text, ``9``
+  binary, ``10`` an error ``code:message``; ``seq`` = chunks sent before it). Chunks
+  of one request appear in order; the processor gathers
   every chunk produced in one event-loop tick (and while the previous partial
   message of the same request message awaits its confirm) into one message.
 * Every chunk but the last of a request travels in partial batches; the **last**
@@ -34,6 +36,11 @@ gets one ordinary reply with the chunks joined. Contract:
   order). An error mid-stream is the item's ordinary error reply. So a requester
   that ignores partial batches sees the last chunk as the reply; non-streamed
   replies are unchanged byte for byte.
+* **Early answers**: a request of a batch that ends while others of its message still
+  run (a streamed one or not) may get its last chunk (its whole reply, or its error)
+  in a partial batch at once, so a quick request is not held back by a slow one
+  packed with it. The final reply batch still holds every item; the requester
+  ignores those already answered.
 * Partial batches, and the final reply of a message that sent any, carry
   :data:`~hopline.wire.amqp.RUN_HEADER` (one value per handling of the message): a
   request redelivered after its processor died starts a new run at ``seq`` 0, so
@@ -75,6 +82,7 @@ PARTIAL_CONTENT_TYPE = "application/vnd.hopline.partial"
 CANCEL_CONTENT_TYPE = "application/vnd.hopline.cancel"
 
 _HEADER = struct.Struct(">BI")
+_LAST = 8  # added to a chunk kind: the request's last chunk (or whole reply), sent early
 _CHUNK_HEADER = struct.Struct(">IIBI")
 _INDEX = struct.Struct(">I")
 _TEXT, _BINARY, _ERROR = 0, 1, 2
@@ -94,11 +102,17 @@ class ItemError:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """One chunk of a streamed reply: request ``index`` in its message, chunk number ``seq``."""
+    """One chunk of a streamed reply: request ``index`` in its message, chunk number ``seq``.
+
+    With ``last`` it is the request's whole remaining answer, sent early (see the module
+    docstring): its final chunk or reply, or an :class:`ItemError`; ``seq`` is then the
+    number of chunks sent before it.
+    """
 
     index: int
     seq: int
-    data: str | bytes
+    data: str | bytes | ItemError
+    last: bool = False
 
 
 def _encode(items: Iterable[tuple[int, bytes]]) -> bytes:
@@ -194,12 +208,19 @@ def encode_partials(chunks: Iterable[Chunk]) -> bytes:
     parts: list[bytes] = []
     for chunk in chunks:
         data = chunk.data
+        last = _LAST if chunk.last else 0
         if isinstance(data, bytes):
-            parts.append(pack(chunk.index, chunk.seq, _BINARY, len(data)))
+            parts.append(pack(chunk.index, chunk.seq, _BINARY + last, len(data)))
             parts.append(data)
+        elif isinstance(data, ItemError):
+            if not chunk.last:
+                raise ValueError("only the last chunk of a request may be an error")
+            encoded = f"{data.code}:{data.message}".encode()
+            parts.append(pack(chunk.index, chunk.seq, _ERROR + _LAST, len(encoded)))
+            parts.append(encoded)
         else:
             encoded = data.encode()
-            parts.append(pack(chunk.index, chunk.seq, _TEXT, len(encoded)))
+            parts.append(pack(chunk.index, chunk.seq, _TEXT + last, len(encoded)))
             parts.append(encoded)
     return b"".join(parts)
 
@@ -224,10 +245,15 @@ def decode_partials(body: bytes) -> list[Chunk]:
             raise BatchFormatError("truncated chunk payload")
         payload = bytes(view[offset : offset + length])
         offset += length
-        if kind == _TEXT:
-            out.append(Chunk(index, seq, payload.decode(errors="replace")))
-        elif kind == _BINARY:
-            out.append(Chunk(index, seq, payload))
+        last = kind >= _LAST
+        base = kind - _LAST if last else kind
+        if base == _TEXT:
+            out.append(Chunk(index, seq, payload.decode(errors="replace"), last))
+        elif base == _BINARY:
+            out.append(Chunk(index, seq, payload, last))
+        elif base == _ERROR and last:
+            code, _, message = payload.decode(errors="replace").partition(":")
+            out.append(Chunk(index, seq, ItemError(code, message), True))
         else:
             raise BatchFormatError(f"unknown chunk kind {kind}")
     return out

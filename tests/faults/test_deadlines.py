@@ -93,7 +93,10 @@ async def test_batch_items_left_at_the_deadline_are_skipped(
     tmp_path: Path,
     processes: list[ProcessorProcess],
 ) -> None:
-    """A batch handled item by item (one slot) stops at its deadline: later items never run."""
+    """A batch handled item by item (one slot) stops at its deadline: later items never run.
+
+    Those that ended in time got their reply at once (early answers), the others timeout.
+    """
     gw = await stack.gateway(request_timeout=TIMEOUT, batching="on")
     trace = tmp_path / "handled.log"
     env = subprocess_env(HOPLINE_FAULTS_LOG=str(trace), HOPLINE_FAULTS_DELAY="0.3")
@@ -115,9 +118,11 @@ async def test_batch_items_left_at_the_deadline_are_skipped(
     ledger = Ledger("deadline, one batch of 10 items of 0.3 s")
     await drive(ws_url(gw), ledger, "b", count=10, window=10, settle=TIMEOUT + 5)
     ledger.assert_complete()
-    assert ledger.errors == {"timeout": 10}
     proc.terminate()
     assert await proc.wait() == 0
     ran = trace.read_text().splitlines()
     print(f"[deadline, batch] {len(ran)} of 10 items ran before the deadline")
     assert 1 <= len(ran) <= TIMEOUT / 0.3 + 1, "items ran after the batch deadline"
+    # Items that ended before the deadline were answered early; the rest timed out.
+    assert ledger.errors == {"timeout": 10 - ledger.replies}
+    assert 1 <= ledger.replies <= len(ran)

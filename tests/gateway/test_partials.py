@@ -5,7 +5,7 @@ from __future__ import annotations
 from gateway.partials import INTERRUPTED, final_results, partial_events
 from gateway.requests import Request, Result
 from gateway.table import InFlight
-from hopline.wire.batch import Chunk
+from hopline.wire.batch import Chunk, ItemError
 from hopline.wire.errors import ErrorCode, Failure
 
 
@@ -63,3 +63,23 @@ def test_owners_without_on_chunk_get_the_chunks_joined() -> None:
     assert final_results(e, [Failure(ErrorCode.TIMEOUT, "t"), b"c"], "r")[0] == Failure(
         ErrorCode.TIMEOUT, "t"
     )
+
+
+def test_a_last_chunk_ends_its_request_at_once() -> None:
+    """An early answer: the whole reply, the stream's last chunk (joined if kept), or an error."""
+    e = entry()
+    events = list(partial_events(e, "r", [Chunk(0, 0, "done", last=True)]))
+    assert [(data, ends) for _, data, ends in events] == [("done", True)]
+    e = entry(streamed=False)
+    list(partial_events(e, "r", [Chunk(0, 0, "x")]))
+    events = list(
+        partial_events(
+            e, "r", [Chunk(0, 1, "y", last=True), Chunk(1, 0, ItemError("busy", "no"), True)]
+        )
+    )
+    assert [(data, ends) for _, data, ends in events] == [
+        ("xy", True),
+        (Failure(ErrorCode.BUSY, "no"), True),
+    ]
+    skipped = list(partial_events(entry(), "r", [Chunk(0, 3, "z", last=True)]))
+    assert skipped[0][1] == Failure(ErrorCode.PROCESSOR_ERROR, INTERRUPTED), "chunks were lost"

@@ -138,10 +138,12 @@ async def test_streams_of_one_batch_share_messages_and_keep_their_order(stack: S
         assert final is not None
         chunks = r.partials(corr)
     for index, name in enumerate("xyz"):
-        mine = [c for c in chunks if c.index == index]
+        mine = [c for c in chunks if c.index == index and not c.last]
         assert [c.seq for c in mine] == list(range(19))
         assert [c.data for c in mine] == [f"{name}{i}" for i in range(19)]
     assert decode_replies(final.body, 3) == ["x19", "y19", "z19"]
+    early = [c for c in chunks if c.last]  # x and y ended while z still ran: answered at once
+    assert [(c.index, c.seq, c.data) for c in early] == [(0, 19, "x19"), (1, 19, "y19")]
     mixed = [
         m for m in r.messages if m.content_type == PARTIAL_CONTENT_TYPE
         and len({c.index for c in decode_partials(m.body)}) > 1
@@ -261,3 +263,26 @@ async def test_plain_generators_run_in_threads_and_close_when_cancelled(stack: S
         assert not closed.is_set(), "closed while its next() was still blocked"
         gate.set()
         await eventually(closed.is_set, timeout=5, message="generator closed")
+
+
+async def test_a_quick_request_is_answered_before_a_slow_one_of_its_batch(stack: Stack) -> None:
+    """Early answers: 'fast' (batched with a stalled 'slow') gets its reply in a partial batch."""
+    gate = asyncio.Event()
+
+    async def handler(payload: str | bytes) -> str:
+        if payload == "slow":
+            await gate.wait()
+        return f"{payload!s} done"
+
+    await stack.processor(handler)
+    async with requester(stack.rabbitmq_url) as r:
+        corr = await r.send(stack.topology.batch_queue, ["slow", "fast", "bad"])
+        await r.wait(lambda: len(r.partials(corr)) >= 2)
+        assert r.final(corr) is None
+        early = {c.index: c for c in r.partials(corr)}
+        assert early[1] == Chunk(1, 0, "fast done", last=True)
+        gate.set()
+        await r.wait(lambda: r.final(corr) is not None)
+        final = r.final(corr)
+        assert final is not None
+    assert decode_replies(final.body, 3) == ["slow done", "fast done", "bad done"]

@@ -19,8 +19,16 @@ from hopline.wire.batch import (
 )
 
 u32 = st.integers(min_value=0, max_value=2**32 - 1)
+data = st.one_of(st.text(), st.binary())
+errors = st.builds(
+    ItemError, code=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_"), message=st.text()
+)
 chunks = st.lists(
-    st.builds(Chunk, index=u32, seq=u32, data=st.one_of(st.text(), st.binary())), max_size=40
+    st.one_of(
+        st.builds(Chunk, index=u32, seq=u32, data=data),
+        st.builds(Chunk, index=u32, seq=u32, data=st.one_of(data, errors), last=st.just(True)),
+    ),
+    max_size=40,
 )
 
 
@@ -44,10 +52,17 @@ def test_truncated_partials_are_errors(items: list[Chunk], cut: int) -> None:
         decode_partials(body[:-cut])
 
 
-def test_unknown_chunk_kind_is_an_error() -> None:
-    """Only text (0) and binary (1) chunks exist."""
+@pytest.mark.parametrize("kind", [2, 3, 7, 11, 255])
+def test_unknown_chunk_kind_is_an_error(kind: int) -> None:
+    """Text (0), binary (1), and as a last chunk text (8), binary (9) or error (10) exist."""
     with pytest.raises(BatchFormatError, match="kind"):
-        decode_partials(b"\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00")
+        decode_partials(b"\x00\x00\x00\x00\x00\x00\x00\x00" + bytes([kind]) + b"\x00" * 4)
+
+
+def test_only_a_last_chunk_may_be_an_error() -> None:
+    """An error ends a request: it cannot be a chunk that more chunks follow."""
+    with pytest.raises(ValueError, match="last"):
+        encode_partials([Chunk(0, 0, ItemError("bad_request", "no"))])
 
 
 def test_cancel_body_must_be_whole_indexes() -> None:
