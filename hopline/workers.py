@@ -211,8 +211,10 @@ def _stop_all(procs: list[Any], wake: socket.socket, signals: list[int]) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGTERM)
     passed = len(signals)
-    while any(p.is_alive() for p in procs):
-        wait([wake, *(p.sentinel for p in procs if p.is_alive())])
+    while alive := [p for p in procs if p.is_alive()]:
+        # One list for the test and the wait: a worker that exits between two
+        # is_alive() calls would otherwise leave wait() with only `wake`, forever.
+        wait([wake, *(p.sentinel for p in alive)])
         _drain(wake)
         if len(signals) > passed:  # a second Ctrl-C: the workers exit at once
             passed = len(signals)
