@@ -239,6 +239,10 @@ class Broker:
             reason = "gateway is shutting down" if self._closing else "broker connection is down"
             self._finish(request, Failure(ErrorCode.UNAVAILABLE, reason))
             return
+        if self.monitor.unattended(self.settings.no_consumer_grace):
+            queue = self.settings.topology.input_queue
+            self._finish(request, Failure(ErrorCode.UNAVAILABLE, f"no processor consumes {queue}"))
+            return
         if is_blocked(self._publish_conn):
             self._finish(request, Failure(ErrorCode.BUSY, "broker blocks publishing (alarm)"))
             return

@@ -70,6 +70,9 @@ class GatewaySettings:
             travels alone), so a queue length cap also bounds the queue's bytes.
         max_pending: most requests pending in this gateway (submitted, not yet
             answered); more get ``busy`` at once. 0 means no cap.
+        no_consumer_grace: seconds the input queues may have no consumer before new
+            requests get ``unavailable`` at once instead of waiting for their
+            deadline in a queue nobody reads. 0 disables.
         max_pending_bytes: most payload bytes pending in this gateway; more get
             ``busy`` at once. 0 means no cap.
         compression: ``deflate`` negotiates permessage-deflate with clients that
@@ -153,6 +156,12 @@ class GatewaySettings:
         64 * 1024 * 1024,
         "Most payload bytes pending in the gateway; more get 'busy' at once (0 = no cap).",
         type=click.IntRange(min=0),
+    )
+    no_consumer_grace: float = setting(
+        5.0,
+        "Seconds without any processor consuming before requests get 'unavailable' "
+        "at once (0 = wait for the deadline).",
+        type=click.FloatRange(min=0),
     )
     max_message_size: int = setting(
         64 * 1024,

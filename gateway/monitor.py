@@ -34,6 +34,8 @@ class QueueMonitor:
         sampled_at: unix time of the latest sample (None before the first).
         source: ``amqp`` or ``management``.
         batching_active: whether requests leave as batches right now.
+        unattended_since: monotonic time since which no consumer listens on either
+            input queue (None while one does, or before the first sample).
     """
 
     def __init__(self, settings: GatewaySettings, metrics: GatewayMetrics) -> None:
@@ -43,6 +45,7 @@ class QueueMonitor:
         self.sampled_at: float | None = None
         self.source = "amqp"
         self.batching_active = settings.batching == "on"
+        self.unattended_since: float | None = None
 
     async def sample(self, channel: AbstractChannel) -> None:
         """Declare the input queues passively-equivalently and record what they report.
@@ -73,8 +76,17 @@ class QueueMonitor:
             if active != self.batching_active:
                 log.info("batching %s", "active" if active else "inactive")
             self.batching_active = active
+        if samples[0].consumers or samples[1].consumers:
+            self.unattended_since = None
+        elif self.unattended_since is None:
+            self.unattended_since = time.monotonic()
         self.metrics.queue_depth(topology.input_queue).set(samples[0].ready)
         self.metrics.queue_depth(topology.batch_queue).set(samples[1].ready)
+
+    def unattended(self, grace: float) -> bool:
+        """Whether no consumer has listened on the input queues for ``grace`` seconds."""
+        since = self.unattended_since
+        return grace > 0 and since is not None and time.monotonic() - since >= grace
 
 
 def _sample(queue: AbstractQueue) -> QueueSample:
