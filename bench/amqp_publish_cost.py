@@ -1,4 +1,4 @@
-"""Client CPU per AMQP publish (confirms on): aio-pika's Exchange.publish against aiormq's.
+"""Client CPU per AMQP publish (confirms on): aio-pika's Exchange.publish, aiormq's, hopline's.
 
 Sizes how much of the gateway's and the processor's per-message cost is aio-pika's
 wrapper (``aio_pika.Message``, its attribute guard, the robust channel) rather than
@@ -65,6 +65,39 @@ async def bench_aiormq(url: str, queue: str, n: int, in_flight: int) -> float:
         await conn.close()
 
 
+async def bench_underlay(url: str, queue: str, n: int, in_flight: int) -> float:
+    """CPU µs per publish as hopline's gateway publishes since issue 16.
+
+    aio-pika's robust connection and channel (reconnects, on_return_raises), but the
+    publish goes to the underlying aiormq channel with pamqp properties, a
+    ``message_id`` (so aiormq draws no UUID) and ``wait=False`` (only the confirm
+    is awaited, not the write), inside the request's deadline.
+    """
+    conn = await aio_pika.connect_robust(url)
+    async with conn:
+        channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
+
+        async def one(i: int) -> None:
+            corr = str(uuid.uuid4())
+            props = Basic.Properties(
+                content_type="text/plain",
+                correlation_id=corr,
+                delivery_mode=1,
+                expiration="30000",
+                headers={"x-hopline-deadline-ms": 0},
+                message_id=corr,
+                reply_to="nowhere",
+            )
+            underlay = await channel.get_underlay_channel()
+            async with asyncio.timeout(30):
+                await underlay.basic_publish(
+                    f"m{i}".encode(), routing_key=queue, properties=props, mandatory=True,
+                    wait=False,
+                )  # fmt: skip
+
+        return await _timed(one, n, in_flight)
+
+
 async def _timed(one, n: int, in_flight: int) -> float:  # type: ignore[no-untyped-def]
     next_i = 0
 
@@ -88,11 +121,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         channel = await conn.channel()
         await channel.declare_queue(queue, arguments={"x-max-length": 1000})
         try:
-            result: dict[str, list[float]] = {"aio_pika_us": [], "aiormq_us": []}
-            for _ in range(2):
-                n, k = args.messages, args.in_flight
-                result["aio_pika_us"].append(await bench_aio_pika(args.rabbitmq_url, queue, n, k))
-                result["aiormq_us"].append(await bench_aiormq(args.rabbitmq_url, queue, n, k))
+            result: dict[str, list[float]] = {
+                "aio_pika_us": [], "aiormq_us": [], "hopline_underlay_us": []
+            }  # fmt: skip
+            for _ in range(args.rounds):
+                n, k, url = args.messages, args.in_flight, args.rabbitmq_url
+                result["aio_pika_us"].append(await bench_aio_pika(url, queue, n, k))
+                result["aiormq_us"].append(await bench_aiormq(url, queue, n, k))
+                result["hopline_underlay_us"].append(await bench_underlay(url, queue, n, k))
         finally:
             await channel.queue_delete(queue)
     return {"messages": args.messages, "in_flight": args.in_flight, **result}
@@ -103,6 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--in-flight", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds [2]")
     parser.add_argument(
         "--rabbitmq-url",
         default=os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),

@@ -49,8 +49,8 @@ import time
 import types
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from pamqp.commands import Basic
 
 from hopline.handler import Context
 from hopline.wire.amqp import (
@@ -271,16 +271,22 @@ class Processor:
         """Publish a reply to ``message`` and wait for its confirm; False (and nacked) if not."""
         assert self._channel is not None
         assert message.reply_to is not None
-        reply = aio_pika.Message(
-            body,
-            correlation_id=message.correlation_id,
+        # aiormq's properties and publish directly (not aio_pika.Message and
+        # Exchange.publish): the same frames for less CPU per reply. message_id is set so
+        # aiormq draws no random UUID; wait=False: only the broker's confirm is awaited.
+        properties = Basic.Properties(
             content_type=content_type,
+            correlation_id=message.correlation_id,
+            delivery_mode=1,  # transient
             headers=headers,
-            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+            message_id=message.correlation_id,
         )
         try:
-            await self._channel.default_exchange.publish(
-                reply, routing_key=message.reply_to, mandatory=False
+            if self._channel.is_closed:
+                raise ConnectionError("channel closed")
+            channel = await self._channel.get_underlay_channel()
+            await channel.basic_publish(
+                body, routing_key=message.reply_to, properties=properties, wait=False
             )
         except Exception:
             # Not acked: the broker redelivers the request once the channel is back.
