@@ -1,4 +1,6 @@
-"""Plain HTTP endpoints served before the WebSocket upgrade: /health, /metrics, /stats, /stream.
+"""Plain HTTP endpoints served before the WebSocket upgrade: /health, /metrics, /stats,
+/client.js, and the browser rules every route shares (methods, preflight, origin policy,
+CORS; see :mod:`gateway.cors`). ``/stream`` lives in :mod:`gateway.sse`.
 
 Each function takes the gateway state it reads and returns a websockets
 :class:`~websockets.http11.Response`; none of them raises for a client's input.
@@ -6,43 +8,121 @@ Each function takes the gateway state it reads and returns a websockets
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
+import hashlib
 import json
+import logging
 import os
 import time
+from functools import cache
 from http import HTTPStatus
+from importlib import resources
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import urlsplit
 
 from websockets.datastructures import Headers
+from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
-from gateway.requests import Failure, Request, Result
-from hopline.wire.envelope import encode_plain_error
-from hopline.wire.errors import HTTP_STATUS_BY_CODE, ErrorCode
+from gateway import cors
+from gateway.security import header_values
+from hopline.wire.errors import ErrorCode
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
 
-__all__ = ["health", "metrics", "not_found", "stats", "stream"]
+__all__ = [
+    "client_js",
+    "cors_for",
+    "decorate",
+    "health",
+    "metrics",
+    "not_found",
+    "screen",
+    "stats",
+]
+
+log = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json"
+ROUTES = ["/ws", "/stream/<message>", "/health", "/metrics", "/stats", "/client.js"]
 
 
 def respond(status: int, body: bytes | str, content_type: str, **headers: str) -> Response:
-    """A complete HTTP response; the connection closes after it."""
+    """A complete HTTP response; the connection closes after it.
+
+    A ``204`` has neither body nor ``Content-Type``/``Content-Length``.
+    """
     data = body.encode() if isinstance(body, str) else body
-    hdrs = Headers(
-        [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(data))),
-            ("Cache-Control", "no-store"),
-            ("Connection", "close"),
-        ]
-    )
+    if status == 204:
+        hdrs = Headers([("Cache-Control", "no-store"), ("Connection", "close")])
+        data = b""
+    else:
+        hdrs = Headers(
+            [
+                ("Content-Type", content_type),
+                ("Content-Length", str(len(data))),
+                ("Cache-Control", "no-store"),
+                ("Connection", "close"),
+            ]
+        )
     for name, value in headers.items():
         hdrs[name.replace("_", "-")] = value
     return Response(status, HTTPStatus(status).phrase, hdrs, data)
+
+
+def _runs_requests(path: str) -> bool:
+    return path == "/ws" or path.startswith("/stream/")
+
+
+def screen(gw: Gateway, request: HttpRequest, path: str) -> Response | None:
+    """The browser rules every route shares, before routing; None lets the request through.
+
+    * a method the route does not answer: ``405`` with ``Allow``;
+    * ``OPTIONS`` (a CORS preflight or not): ``204`` with ``Allow`` and, for an allowed
+      origin, the preflight grants;
+    * on ``/ws`` and ``/stream``: the origin policy (:func:`gateway.cors.origin_refusal`),
+      ``403`` with the reason.
+
+    Nothing is published for any of these.
+    """
+    method = request.method
+    methods = cors.allowed_methods(path)
+    if method not in methods:
+        allow = ", ".join(methods)
+        return respond(405, f"method {method} not allowed\n", "text/plain", Allow=allow)
+    allowed = gw.settings.allowed_origins
+    if method == "OPTIONS":
+        return respond(204, b"", "", **cors.preflight_headers(path, request.headers, allowed))
+    if _runs_requests(path):
+        refusal = cors.origin_refusal(request.headers, allowed)
+        if refusal is not None:
+            log.debug("refused a request to %s: %s", "/ws" if path == "/ws" else "/stream", refusal)
+            return respond(403, f"{refusal}\n", "text/plain")
+    return None
+
+
+def cors_for(gw: Gateway, request: HttpRequest) -> dict[str, str]:
+    """The CORS headers of a response to ``request`` (:func:`gateway.cors.cors_headers`)."""
+    path = urlsplit(request.path).path
+    return cors.cors_headers(path, request.headers, gw.settings.allowed_origins)
+
+
+def decorate(gw: Gateway, request: HttpRequest, response: Response) -> Response | None:
+    """websockets' ``process_response``: CORS headers on readable routes; no body for HEAD.
+
+    Returns None (keep ``response``) for WebSocket upgrades and other routes.
+    """
+    if response.status_code == 101:
+        return None
+    extra = {} if "Vary" in response.headers else cors_for(gw, request)
+    if not extra and request.method != "HEAD":
+        return None
+    headers = response.headers.copy()
+    for name, value in extra.items():
+        headers[name] = value
+    body = b"" if request.method == "HEAD" else response.body
+    return dataclasses.replace(response, headers=headers, body=body)
 
 
 def respond_json(status: int, obj: Any) -> Response:
@@ -52,13 +132,7 @@ def respond_json(status: int, obj: Any) -> Response:
 
 def not_found(path: str) -> Response:
     """404 for an unknown path, listing the known ones."""
-    return respond_json(
-        404,
-        {
-            "error": f"no route for {path}",
-            "routes": ["/ws", "/stream/<message>", "/health", "/metrics", "/stats"],
-        },
-    )
+    return respond_json(404, {"error": f"no route for {path}", "routes": ROUTES})
 
 
 def health(gw: Gateway) -> Response:
@@ -137,36 +211,29 @@ def stats(gw: Gateway) -> Response:
     return respond_json(200, body)
 
 
-async def stream(gw: Gateway, raw_path: str) -> Response:
-    """``GET /stream/<message>``: one request; the reply as a ``text/event-stream`` event.
+@cache
+def _client_source() -> tuple[bytes, str]:
+    data = resources.files("gateway").joinpath("static/client.js").read_bytes()
+    return data, '"' + hashlib.sha256(data).hexdigest()[:20] + '"'
 
-    Errors map to HTTP statuses (504 timeout, 503 busy/unavailable, 413 too large,
-    502 processor error) with the error frame of plain mode as the body.
+
+def client_js(request: HttpRequest) -> Response:
+    """``GET /client.js``: the browser client (an ES module), readable from any origin.
+
+    It is a public static file, so ``Access-Control-Allow-Origin: *`` (module scripts
+    load in CORS mode); browsers revalidate it with its ``ETag`` (``304`` when unchanged).
     """
-    message = unquote(raw_path)
-    if len(message.encode()) > gw.settings.max_message_size:
-        return _stream_error(Failure(ErrorCode.TOO_LARGE, "message exceeds the size limit"))
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[Result] = loop.create_future()
-
-    def on_done(request: Request, result: Result) -> None:
-        if not done.done():
-            done.set_result(result)
-
-    request = Request(message, on_done, None)
-    gw.broker.submit(request)
-    try:
-        result = await done
-    except asyncio.CancelledError:
-        gw.broker.cancel(request)
-        raise
-    if isinstance(result, Failure):
-        return _stream_error(result)
-    text = result if isinstance(result, str) else result.decode(errors="replace")
-    event = "".join(f"data: {line}\n" for line in text.split("\n")) + "\n"
-    return respond(200, event, "text/event-stream; charset=utf-8")
-
-
-def _stream_error(failure: Failure) -> Response:
-    status = HTTP_STATUS_BY_CODE[failure.code]
-    return respond(status, encode_plain_error(failure.code, failure.message) + "\n", JSON_TYPE)
+    data, etag = _client_source()
+    headers = Headers(
+        [
+            ("Cache-Control", "no-cache"),
+            ("ETag", etag),
+            ("Access-Control-Allow-Origin", "*"),
+            ("Connection", "close"),
+        ]
+    )
+    if any(etag in value for value in header_values(request.headers, "If-None-Match")):
+        return Response(304, "Not Modified", headers, b"")
+    headers["Content-Type"] = "text/javascript; charset=utf-8"
+    headers["Content-Length"] = str(len(data))
+    return Response(200, "OK", headers, data)

@@ -8,11 +8,15 @@ Usage::
     await gateway.stop()           # drain: 503 on /health, finish in-flight, close with 1001
 
 Admission happens in ``process_request``, before any upgrade, in this order:
-``/ws`` while draining -> 503; a listed ``Origin`` is required when an allow-list
-is set -> 403; a valid token when ``token_secret`` is set -> 401 (``/ws`` and
-``/stream``); a free connection slot -> 503. ``/health``, ``/metrics`` and
-``/stats`` are answered while the gateway holds fewer than ``max_connections`` +
-:data:`MONITORING_RESERVE` TCP connections.
+a method the route does not answer -> 405, ``OPTIONS`` (CORS preflight) -> 204,
+and on ``/ws`` and ``/stream`` the origin policy -> 403 (:func:`gateway.http.screen`);
+``/ws`` while draining -> 503; an EventSource reconnect (``Last-Event-ID``) on
+``/stream`` -> 204; a valid token when ``token_secret`` is set -> 401 (``/ws`` and
+``/stream``; ``/stream`` also takes a short-lived stream token in ``?token=``, see
+:mod:`gateway.stream_token`); a free connection slot -> 503. ``/health``,
+``/metrics``, ``/stats`` and ``/client.js`` are answered while the gateway holds
+fewer than ``max_connections`` + :data:`MONITORING_RESERVE` TCP connections;
+``process_response`` adds the CORS headers (:func:`gateway.http.decorate`).
 
 Before that, at TCP accept, every connection counts, handshakes in progress
 included: beyond ``max_connections`` + :data:`MONITORING_RESERVE` (or
@@ -31,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from time import perf_counter
@@ -44,7 +49,7 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
 from gateway import _websockets_compat as compat
-from gateway import http
+from gateway import http, sse
 from gateway.broker import Broker
 from gateway.config import GatewaySettings
 from gateway.metrics import GatewayMetrics
@@ -56,9 +61,9 @@ from gateway.security import (
     find_token,
     header_values,
     install_redaction,
-    origin_allowed,
 )
 from gateway.session import POLICY_VIOLATION, RATE_LIMITED, Session
+from gateway.stream_token import check_purpose, install_url_redaction, url_token
 from hopline.wire.envelope import SUBPROTOCOL, encode_plain_error
 from hopline.wire.errors import ErrorCode
 
@@ -69,6 +74,9 @@ log = logging.getLogger(__name__)
 # Browsers fail a handshake whose offered subprotocols all go unanswered; one that
 # sends its token as a subprotocol entry and wants plain mode offers this one too.
 PLAIN_SUBPROTOCOL = "hopline.plain"
+
+# The close reason of the 1001 sent to every socket when the gateway stops.
+SHUTDOWN_REASON = "gateway shutting down"
 
 
 # Bytes of automatic replies (pongs, close frames) that may pile up in the write
@@ -296,6 +304,7 @@ class Gateway:
         s = self.settings
         ws_logger = logging.getLogger("websockets.server")
         install_redaction(ws_logger)  # it logs request headers at debug level
+        install_url_redaction(ws_logger)  # and request lines, with /stream?token=
         shared = self.worker.sock
         where: dict[str, Any] = (
             {"sock": shared} if shared is not None else {"host": s.host, "port": s.port}
@@ -306,6 +315,7 @@ class Gateway:
             self._handle,
             **where,
             process_request=self._process_request,
+            process_response=self._process_response,
             select_subprotocol=_select_subprotocol,  # type: ignore[arg-type]
             max_size=s.max_message_size,
             open_timeout=None,
@@ -338,7 +348,10 @@ class Gateway:
                         await asyncio.gather(*(s.settle() for s in list(self.sessions)))
             # Server.close() is idempotent: the call above already chose not to close
             # connections, so close the open sockets (1001) here.
-            closing = [asyncio.ensure_future(ws.close(1001)) for ws in self._server.connections]
+            closing = [
+                asyncio.ensure_future(ws.close(1001, SHUTDOWN_REASON))
+                for ws in self._server.connections
+            ]
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.drain_timeout):
                     if closing:
@@ -361,10 +374,13 @@ class Gateway:
             status = 400 if "subprotocol" in refusal else 431
             return http.respond(status, f"{refusal}\n", "text/plain")
         path = urlsplit(request.path).path
+        screened = http.screen(self, request, path)  # methods, preflight, origin policy
+        if screened is not None:
+            return screened
         if path == "/ws":
             if self.draining:
                 return http.respond(503, "draining\n", "text/plain")
-            return self._admit(conn, request)
+            return self._admit(conn, request, "/ws")
         if path == "/health":
             return http.health(self)
         if path == "/metrics":
@@ -372,20 +388,28 @@ class Gateway:
         if path == "/stats":
             return http.stats(self)
         if path.startswith("/stream/"):
-            refusal = self._admit(conn, request) or self._stream_rate(conn)
+            if sse.is_reconnect(request):
+                return sse.reconnect_response()
+            refusal = self._admit(conn, request, "/stream") or self._stream_rate(conn)
             if refusal is not None:
                 return refusal
-            return await http.stream(self, path[len("/stream/") :])
+            if request.method == "HEAD":
+                return sse.head_response()
+            return await sse.stream(self, conn, request, path[len("/stream/") :])
+        if path == "/client.js":
+            return http.client_js(request)
         return http.not_found(path)
 
-    def _admit(self, conn: ServerConnection, request: HttpRequest) -> Response | None:
-        """None, with a connection slot taken, if the request may proceed; else the refusal."""
-        origins = header_values(request.headers, "Origin")
-        if len(origins) > 1 or not origin_allowed(
-            origins[0] if origins else None, self.settings.allowed_origins
-        ):
-            log.debug("refused %s: origin not allowed", conn.remote_address)
-            return http.respond(403, "origin not allowed\n", "text/plain")
+    def _process_response(
+        self, conn: ServerConnection, request: HttpRequest, response: Response
+    ) -> Response | None:
+        return http.decorate(self, request, response)
+
+    def _admit(self, conn: ServerConnection, request: HttpRequest, route: str) -> Response | None:
+        """None, with a connection slot taken, if the request may proceed; else the refusal.
+
+        ``route`` is ``/ws`` or ``/stream`` (only ``/stream`` reads a ``?token=``).
+        """
         if self._verifier is not None:
             try:
                 authorization = header_values(request.headers, "Authorization")
@@ -394,7 +418,11 @@ class Gateway:
                 token = find_token(
                     authorization[0] if authorization else None, _offered_subprotocols(request)
                 )
-                self._verifier.verify(token)
+                in_url = token is None and route == "/stream"
+                if in_url:
+                    token = url_token(request.path)
+                claims = self._verifier.verify(token)
+                check_purpose(claims, route=route, in_url=in_url, now=time.time())
             except InvalidToken as exc:
                 log.debug("refused %s: %s", conn.remote_address, exc)
                 return http.respond(

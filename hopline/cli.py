@@ -52,8 +52,19 @@ class TokenOptions:
     """Options of ``hopline token``."""
 
     token_secret: str | None = TOKEN_SECRET.field(repr=False)
-    ttl: float = setting(3600.0, "Seconds until the token expires.", type=click.FloatRange(min=1))
+    ttl: float | None = setting(
+        None,
+        "Seconds until the token expires. Default: 3600; 60 with --purpose stream (max 300).",
+        type=click.FloatRange(min=1),
+        show_default=False,
+    )
     subject: str | None = setting(None, "Optional 'sub' claim.", show_default=False)
+    purpose: str = setting(
+        "any",
+        "'stream': a short-lived token that only /stream accepts, also in its URL "
+        "(?token=, for EventSource).",
+        type=click.Choice(["any", "stream"]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,20 +231,29 @@ def send(messages: tuple[str, ...], url: str, timeout: float, token: str | None)
 
 @main.command()
 @click_options(TokenOptions)
-def token(token_secret: str, ttl: float, subject: str | None) -> None:
+def token(token_secret: str, ttl: float | None, subject: str | None, purpose: str) -> None:
     """Print a token (JWT) that a gateway started with the same --token-secret accepts."""
     import time
 
     if not token_secret:
         raise click.UsageError("Missing option '--token-secret' (or HOPLINE_TOKEN_SECRET).")
 
-    from gateway.security import mint_token
+    from gateway.security import check_secret, mint_token
+    from gateway.stream_token import mint_stream_token
 
-    claims = {"sub": subject} if subject else {}
     try:
-        click.echo(mint_token(token_secret, ttl, time.time(), **claims))
+        check_secret(token_secret)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--token-secret") from None
+    claims = {"sub": subject} if subject else {}
+    now = time.time()
+    if purpose == "stream":
+        try:
+            click.echo(mint_stream_token(token_secret, ttl or 60.0, now, **claims))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--ttl") from None
+    else:
+        click.echo(mint_token(token_secret, ttl or 3600.0, now, **claims))
 
 
 @main.command()

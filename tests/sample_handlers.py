@@ -23,6 +23,17 @@ def wrong_type(payload: str | bytes) -> int:
     return 42
 
 
+class Counting:
+    """The default handler (append " world"), counting its runs: proof of what ran."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def __call__(self, payload: str | bytes) -> str | bytes:
+        self.runs += 1
+        return payload + (" world" if isinstance(payload, str) else b" world")
+
+
 class Gate:
     """An async handler whose 'wait' requests finish only once 'release' arrives."""
 

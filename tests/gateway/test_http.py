@@ -7,25 +7,33 @@ import json
 from websockets.asyncio.client import connect
 
 from tests.conftest import Stack, http_url, ws_url
-from tests.helpers import http_get
+from tests.helpers import http_get, parse_sse
 
 
 async def test_stream_returns_the_reply_as_an_sse_event(stack: Stack) -> None:
-    """curl -N /stream/hello gives 'data: hello world'."""
+    """curl -N /stream/hello gives 'data: hello world', then an 'end' event; all have ids."""
     gw = await stack.gateway()
     await stack.processor()
     response = await http_get(http_url(gw, "/stream/hello"))
     assert response.status == 200
     assert response.headers["content-type"].startswith("text/event-stream")
-    assert response.body == b"data: hello world\n\n"
+    assert "content-length" not in response.headers
+    retry, events = parse_sse(response.body)
+    assert [(e.event, e.data) for e in events] == [("message", "hello world"), ("end", "")]
+    ids = [e.id for e in events]
+    assert all(ids) and len(set(ids)) == 2
+    assert retry == 2000
 
 
 async def test_stream_url_decodes_the_message(stack: Stack) -> None:
-    """Percent-encoded characters reach the processor decoded."""
+    """Percent-encoded characters reach the processor decoded; line breaks become data lines."""
     gw = await stack.gateway()
     await stack.processor("echo")
     response = await http_get(http_url(gw, "/stream/caf%C3%A9%20au%20lait"))
-    assert response.body.decode() == "data: café au lait\n\n"
+    assert parse_sse(response.body)[1][0].data == "café au lait"
+    response = await http_get(http_url(gw, "/stream/one%0Atwo%0D%0Athree"))
+    assert b"data: one\ndata: two\ndata: three\n" in response.body
+    assert parse_sse(response.body)[1][0].data == "one\ntwo\nthree"
 
 
 async def test_stream_timeout_maps_to_504(stack: Stack) -> None:

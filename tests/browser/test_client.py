@@ -1,0 +1,217 @@
+"""The browser client (/client.js) and the runnable example page, in a real Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, Page
+from websockets.asyncio.server import ServerConnection, serve
+
+from gateway.security import mint_token
+from gateway.server import Gateway
+from gateway.stream_token import mint_stream_token
+from tests.browser.conftest import Pages, gateway_base
+from tests.conftest import Stack
+from tests.helpers import eventually, requests_total
+from tests.sample_handlers import Counting, Gate
+
+SECRET = "browser-test-secret-long-enough-for-hs256"
+
+
+async def load_client(page: Page, gw: Gateway) -> None:
+    """Import the gateway's /client.js into the page as ``window.hopline``."""
+    await page.evaluate(
+        "async (base) => { window.hopline = await import(base + '/client.js'); }", gateway_base(gw)
+    )
+
+
+async def test_request_matches_replies_by_id(stack: Stack, chromium: Browser, pages: Pages) -> None:
+    """Replies that come back out of order resolve the right promises."""
+    gw = await stack.gateway()
+    gate = Gate()
+    await stack.processor(gate)  # "wait" is answered only after "release"
+    page = await pages.open(chromium, pages.app)
+    await load_client(page, gw)
+    await page.evaluate(
+        """() => {
+          window.client = hopline.connect();  // the gateway that served client.js
+          window.order = [];
+          window.slow = client.request("wait").then((reply) => order.push(reply));
+        }"""
+    )
+    await eventually(lambda: gate.seen == 1, message="'wait' reached the handler")
+    order = await page.evaluate(
+        """async () => {
+          await client.request("release").then((reply) => order.push(reply));
+          await slow;
+          client.close();
+          return order;
+        }"""
+    )
+    assert order == ["release done", "wait done"]
+
+
+async def test_token_and_reconnect_with_backoff(
+    stack: Stack, chromium: Browser, pages: Pages
+) -> None:
+    """The token goes in the subprotocol on every (re)connection; a restarted gateway is
+    reconnected to after backoff, and the page saw why the socket closed."""
+    gw = await stack.gateway(token_secret=SECRET)
+    handler = Counting()
+    await stack.processor(handler)
+    page = await pages.open(chromium, pages.app)
+    await load_client(page, gw)
+    await page.evaluate(
+        """(token) => {
+          window.statuses = [];
+          window.tokenCalls = 0;
+          window.client = hopline.connect(undefined, {
+            token: async () => (window.tokenCalls += 1, token),
+            minDelay: 50, maxDelay: 400,
+            onstatus: (s) => statuses.push(s),
+          });
+        }""",
+        mint_token(SECRET, 60, time.time()),
+    )
+    assert await page.evaluate("client.request('one')") == "one world"
+    port = gw.port
+    await gw.stop()
+    await page.wait_for_function("statuses.some((s) => s.state === 'closed')")
+    restarted = Gateway(dataclasses.replace(gw.settings, port=port))
+    await restarted.start()
+    stack.gateways.append(restarted)
+    assert await page.evaluate("client.request('two')") == "two world"
+    statuses = await page.evaluate("statuses")
+    assert statuses[0] == {"state": "open"}
+    closed = statuses[1]
+    assert (closed["code"], closed["reason"], closed["diagnosis"]) == (
+        1001,
+        "gateway shutting down",
+        None,
+    )
+    assert closed["retryIn"] > 0
+    assert statuses[-1] == {"state": "open"}
+    failed = [s["diagnosis"] for s in statuses[2:-1]]
+    assert set(failed) <= {"unreachable"}  # attempts while nothing listened
+    assert await page.evaluate("tokenCalls") == len(failed) + 2
+    assert handler.runs == 2
+
+
+@pytest.mark.parametrize("case", ["forbidden", "refused", "unreachable"])
+async def test_a_failed_handshake_is_diagnosed(
+    stack: Stack, chromium: Browser, pages: Pages, case: str
+) -> None:
+    """A page learns why it cannot connect: its origin, its token, or no gateway at all."""
+    gw = await stack.gateway(token_secret=SECRET, allowed_origins=frozenset({pages.app}))
+    page = await pages.open(chromium, pages.evil if case == "forbidden" else pages.app)
+    await load_client(page, gw)  # client.js is readable from any origin
+    url = f"ws://127.0.0.1:{gw.port}/ws"
+    if case == "unreachable":
+        await gw.stop()
+    status = await page.evaluate(
+        """(url) => new Promise((resolve) => {
+          hopline.connect(url, {reconnect: false, onstatus: resolve});  // no token
+        })""",
+        url,
+    )
+    assert (status["state"], status["code"], status["diagnosis"]) == ("closed", 1006, case)
+
+
+@contextlib.asynccontextmanager
+async def chunking_peer() -> AsyncIterator[str]:
+    """A scripted hopline.v1 peer that streams: 'count' -> chunks 1, 2 (more) then 3; 'fail'
+    -> chunk 1 (more) then an error frame. Stands in for a streaming processor until the
+    streaming issue lands, to check the client's side of the documented frames."""
+
+    async def handle(ws: ServerConnection) -> None:
+        async for frame in ws:
+            request = json.loads(frame)
+            rid = request["id"]
+            await ws.send(json.dumps({"id": rid, "data": "1", "more": True}))
+            if request["data"] == "fail":
+                error = {"code": "processor_error", "message": "broke mid-stream"}
+                await ws.send(json.dumps({"id": rid, "error": error}))
+                continue
+            await ws.send(json.dumps({"id": rid, "data": "2", "more": True}))
+            await ws.send(json.dumps({"id": rid, "data": "3"}))
+
+    async with serve(handle, "127.0.0.1", 0, subprotocols=["hopline.v1"]) as server:  # type: ignore[list-item]
+        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws"
+
+
+async def test_streamed_replies_arrive_chunk_by_chunk(
+    stack: Stack, chromium: Browser, pages: Pages
+) -> None:
+    """{"more": true} frames are chunks; the last frame ends the request; errors reject."""
+    gw = await stack.gateway()
+    page = await pages.open(chromium, pages.app)
+    await load_client(page, gw)
+    async with chunking_peer() as url:
+        result = await page.evaluate(
+            """async (url) => {
+              const client = hopline.connect(url);
+              const chunks = [];
+              const reply = await client.request("count", {onChunk: (c) => chunks.push(c)});
+              const iterated = [];
+              for await (const chunk of client.stream("count")) iterated.push(chunk);
+              let failure = null;
+              try { await client.request("fail"); }
+              catch (e) { failure = [e.name, e.code, e.message]; }
+              client.close();
+              return {reply, chunks, iterated, failure};
+            }""",
+            url,
+        )
+    assert result == {
+        "reply": "123",
+        "chunks": ["1", "2", "3"],
+        "iterated": ["1", "2", "3"],
+        "failure": ["HoplineError", "processor_error", "broke mid-stream"],
+    }
+
+
+async def test_stream_request_over_eventsource(
+    stack: Stack, chromium: Browser, pages: Pages
+) -> None:
+    """streamRequest(): the reply, the error code, and a refusal's reason, each run once."""
+    gw = await stack.gateway(token_secret=SECRET, request_timeout=1.0)
+    handler = Counting()
+    await stack.processor(handler)
+    page = await pages.open(chromium, pages.app)
+    await load_client(page, gw)
+    outcome = """async ([message, token]) => {
+      try { return await hopline.streamRequest(message, {token}); }
+      catch (e) { return [e.code, e.message]; }
+    }"""
+    token = mint_stream_token(SECRET, 60, time.time())
+    assert await page.evaluate(outcome, ["hello", token]) == "hello world"
+    assert await page.evaluate(outcome, ["hello", None]) == [
+        "unauthorized",
+        "the gateway refused the stream (401)",
+    ]
+    assert await requests_total(gateway_base(gw)) == handler.runs == 1
+
+
+async def test_the_example_page_works(stack: Stack, chromium: Browser, pages: Pages) -> None:
+    """docs/browser-example.html, served from an allowed origin, asks over both transports."""
+    gw = await stack.gateway(allowed_origins=frozenset({pages.app}))
+    handler = Counting()
+    await stack.processor(handler)
+    page = await pages.open(chromium, pages.app, f"/example.html?gateway={gateway_base(gw)}")
+    await page.wait_for_function("document.querySelector('#status').textContent === 'connected'")
+    await page.fill("#message", "from the page")
+    await page.click("button[value=ws]")
+    await page.wait_for_function("document.querySelector('#log').textContent.includes('ws reply')")
+    await page.click("button[value=sse]")
+    await page.wait_for_function("document.querySelector('#log').textContent.includes('sse reply')")
+    log = await page.text_content("#log")
+    assert log is not None
+    assert "gateway: healthy" in log
+    assert "ws reply: from the page world" in log
+    assert "sse reply: from the page world" in log
+    assert await requests_total(gateway_base(gw)) == handler.runs == 2

@@ -1,0 +1,207 @@
+"""/stream, CORS and the origin policy from a real Chromium, counted on /metrics.
+
+Each test says how many requests the gateway may run; ``hopline_requests_total`` on
+/metrics and the handler's own count must both match, so a refused, preflight, HEAD
+or reconnecting request that ran something would fail it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+from playwright.async_api import Browser, Request, Response
+
+from gateway.sse import RETRY_MS
+from gateway.stream_token import mint_stream_token
+from tests.browser.conftest import Pages, gateway_base
+from tests.conftest import Stack
+from tests.helpers import requests_total
+from tests.sample_handlers import Counting
+
+SECRET = "browser-test-secret-long-enough-for-hs256"
+
+# An EventSource that the page never closes: it records every event and resolves when
+# the browser gave up on it for good (readyState CLOSED).
+EVENT_SOURCE = """
+async (url) => {
+  const source = new EventSource(url);
+  const seen = [];
+  source.onmessage = (e) => seen.push(["message", e.data, e.lastEventId]);
+  source.addEventListener("end", (e) => seen.push(["end", e.data, e.lastEventId]));
+  return await new Promise((resolve) => {
+    source.addEventListener("error", (e) => {
+      if (e.data !== undefined) seen.push(["error", e.data, e.lastEventId]);
+      else seen.push(["connection-error", source.readyState]);
+      if (source.readyState === EventSource.CLOSED) resolve(seen);
+    });
+  });
+}
+"""
+
+
+async def test_eventsource_gets_the_reply_and_runs_the_handler_once(
+    stack: Stack, chromium: Browser, pages: Pages
+) -> None:
+    """One EventSource, never closed by the page: one reply, one run, then it stops for good.
+
+    The browser reconnects once after 'end' (after ``retry``), with Last-Event-ID; the 204
+    it gets stops an EventSource permanently (readyState CLOSED: the HTML spec never
+    reconnects it again), which is why this test does not need to watch for 15 s. It
+    still watches two more retry periods to show that nothing else comes.
+    """
+    gw = await stack.gateway(allowed_origins=frozenset({pages.app}))
+    handler = Counting()
+    await stack.processor(handler)
+    page = await pages.open(chromium, pages.app)
+    sent: list[Request] = []
+    page.on("request", lambda r: sent.append(r) if "/stream/" in r.url else None)
+    started = time.monotonic()
+    seen = await page.evaluate(EVENT_SOURCE, f"{gateway_base(gw)}/stream/hello")
+    assert [entry[:2] for entry in seen] == [
+        ["message", "hello world"],
+        ["end", ""],
+        ["connection-error", 0],  # the stream ended: the browser will reconnect
+        ["connection-error", 2],  # the reconnect got 204: closed for good
+    ]
+    assert seen[0][2] and seen[1][2]  # every event has an id
+    assert time.monotonic() - started >= RETRY_MS / 1000  # the browser honoured retry:
+    await asyncio.sleep(2 * RETRY_MS / 1000)  # watching: nothing may be sent any more
+    assert len(sent) == 2
+    reconnect = await sent[1].all_headers()
+    assert reconnect["last-event-id"] == seen[1][2]
+    assert [(await r.response()).status for r in sent] == [200, 204]  # type: ignore[union-attr]
+    assert await requests_total(gateway_base(gw)) == handler.runs == 1
+
+
+async def test_eventsource_reads_the_error_code(
+    stack: Stack, chromium: Browser, pages: Pages
+) -> None:
+    """A failed request reaches the page as an 'error' event whose data holds the code."""
+    gw = await stack.gateway(request_timeout=0.3)  # no processor: timeout
+    page = await pages.open(chromium, pages.app)
+    seen = await page.evaluate(EVENT_SOURCE, f"{gateway_base(gw)}/stream/hello")
+    assert seen[0][0] == "error"
+    assert '"code":"timeout"' in seen[0][1]
+    assert seen[1][:2] == ["end", ""]
+    assert await requests_total(gateway_base(gw)) == 1
+
+
+async def test_eventsource_authenticates_with_a_stream_token(
+    stack: Stack, chromium: Browser, pages: Pages
+) -> None:
+    """?token= with a short-lived stream token works; without one the page reads 401 by HEAD."""
+    gw = await stack.gateway(token_secret=SECRET, allowed_origins=frozenset({pages.app}))
+    handler = Counting()
+    await stack.processor(handler)
+    page = await pages.open(chromium, pages.app)
+    token = mint_stream_token(SECRET, 60, time.time())
+    url = f"{gateway_base(gw)}/stream/hello"
+    seen = await page.evaluate(EVENT_SOURCE, f"{url}?token={token}")
+    assert seen[0][:2] == ["message", "hello world"]
+    refused = await page.evaluate(EVENT_SOURCE, url)
+    assert refused == [["connection-error", 2]]
+    status = await page.evaluate("async (u) => (await fetch(u, {method: 'HEAD'})).status", url)
+    assert status == 401
+    assert await requests_total(gateway_base(gw)) == handler.runs == 1
+
+
+async def test_cross_site_no_cors_fetch_and_images_run_nothing(
+    stack: Stack, chromium: Browser, pages: Pages
+) -> None:
+    """A stranger's page fires GETs without Origin (no-cors fetch, <img>, <script>): refused."""
+    gw = await stack.gateway(allowed_origins=frozenset({pages.app}))
+    handler = Counting()
+    await stack.processor(handler)
+    page = await pages.open(chromium, pages.evil)
+    statuses: list[tuple[str, int]] = []
+
+    def record(response: Response) -> None:
+        if "/stream/" in response.url:
+            statuses.append((response.url.rsplit("/", 1)[1], response.status))
+
+    page.on("response", record)
+    outcome = await page.evaluate(
+        """async (base) => {
+          const fetched = await fetch(base + "/stream/fetched", {mode: "no-cors"});
+          const image = await new Promise((resolve) => {
+            const img = new Image();
+            img.onload = () => resolve("load");
+            img.onerror = () => resolve("error");
+            img.src = base + "/stream/image";
+          });
+          const script = await new Promise((resolve) => {
+            const tag = document.createElement("script");
+            tag.onload = () => resolve("load");
+            tag.onerror = () => resolve("error");
+            tag.src = base + "/stream/script";
+            document.head.append(tag);
+          });
+          return {fetched: fetched.type, image, script};
+        }""",
+        gateway_base(gw),
+    )
+    assert outcome == {"fetched": "opaque", "image": "error", "script": "error"}
+    assert sorted(statuses) == [("fetched", 403), ("image", 403), ("script", 403)]
+    assert await requests_total(gateway_base(gw)) == handler.runs == 0
+
+
+async def test_preflight_head_and_other_methods_run_nothing(
+    stack: Stack, chromium: Browser, pages: Pages, caplog: pytest.LogCaptureFixture
+) -> None:
+    """From an allowed page: a preflighted GET runs once; HEAD, POST, DELETE run nothing."""
+    caplog.set_level(logging.DEBUG, logger="websockets.server")
+    gw = await stack.gateway(allowed_origins=frozenset({pages.app}))
+    handler = Counting()
+    await stack.processor(handler)
+    page = await pages.open(chromium, pages.app)
+    result = await page.evaluate(
+        """async (url) => {
+          const out = {};
+          const get = await fetch(url, {headers: {Authorization: "Bearer not-checked"}});
+          out.get = [get.status, await get.text()];
+          out.head = (await fetch(url, {method: "HEAD"})).status;
+          out.post = (await fetch(url, {method: "POST"})).status;
+          try { await fetch(url, {method: "DELETE"}); out.delete = "sent"; }
+          catch (e) { out.delete = "blocked by the preflight"; }
+          return out;
+        }""",
+        f"{gateway_base(gw)}/stream/hello",
+    )
+    assert result["get"][0] == 200 and "data: hello world" in result["get"][1]
+    assert result["head"] == 200
+    assert result["post"] == 405
+    assert result["delete"] == "blocked by the preflight"
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum(line.startswith("< OPTIONS /stream/hello") for line in lines) == 2
+    assert not any(line.startswith("< DELETE") for line in lines)
+    assert await requests_total(gateway_base(gw)) == handler.runs == 1
+
+
+async def test_cors_lets_allowed_pages_read_health_stats_and_stream(
+    stack: Stack, chromium: Browser, pages: Pages
+) -> None:
+    """fetch() from the allowed origin reads the three routes; a foreign page reads none."""
+    gw = await stack.gateway(allowed_origins=frozenset({pages.app}))
+    await stack.processor()
+    read_all = """async (base) => {
+      const out = {};
+      for (const path of ["/health", "/stats", "/stream/hi"]) {
+        try { out[path] = (await fetch(base + path)).status; }
+        catch (e) { out[path] = "unreadable"; }
+      }
+      return out;
+    }"""
+    app = await pages.open(chromium, pages.app)
+    assert await app.evaluate(read_all, gateway_base(gw)) == {
+        "/health": 200,
+        "/stats": 200,
+        "/stream/hi": 200,
+    }
+    evil = await pages.open(chromium, pages.evil)
+    assert await evil.evaluate(read_all, gateway_base(gw)) == dict.fromkeys(
+        ["/health", "/stats", "/stream/hi"], "unreadable"
+    )
+    assert await requests_total(gateway_base(gw)) == 1  # the foreign page's /stream GET was refused
