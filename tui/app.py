@@ -23,7 +23,13 @@ from tui.config import TuiSettings
 from tui.exchanges import Conversation, Entry
 from tui.help import HelpScreen
 from tui.latency import LatencyWindow
-from tui.messages import ConnectionChanged, RepliesReceived, StatsFailed, StatsUpdated
+from tui.messages import (
+    ChunkReceived,
+    ConnectionChanged,
+    RepliesReceived,
+    StatsFailed,
+    StatsUpdated,
+)
 from tui.stats import StatsHistory
 from tui.widgets.chat import ChatLog
 from tui.widgets.gateway import GatewayPanel
@@ -137,7 +143,7 @@ class HoplineApp(App[None]):
         exchange = self.conversation.request(
             text, self.clock(), self.wall(), self.client.generation
         )
-        self.client.send(exchange.id, text)
+        self.client.send(exchange.id, text, stream=True)
         event.input.clear()
         self._added(exchange)
 
@@ -215,6 +221,12 @@ class HoplineApp(App[None]):
             entry, rtt = resolved
             if error is None:
                 self.latency.add(reply.received_at, rtt)
+            self._changed(entry)
+
+    def on_chunk_received(self, message: ChunkReceived) -> None:
+        """A streamed reply grows (re-rendered with the next flush)."""
+        entry = self.conversation.chunk(message.request_id, message.data, message.received_at)
+        if entry is not None:
             self._changed(entry)
 
     def on_stats_updated(self, message: StatsUpdated) -> None:

@@ -24,7 +24,14 @@ from hopline.client.errors import ConnectError, ConnectionLost, InvalidURL, Requ
 from tui.backoff import Backoff
 from tui.config import TuiSettings
 from tui.http import HttpError, get_json
-from tui.messages import ConnectionChanged, RepliesReceived, Reply, StatsFailed, StatsUpdated
+from tui.messages import (
+    ChunkReceived,
+    ConnectionChanged,
+    RepliesReceived,
+    Reply,
+    StatsFailed,
+    StatsUpdated,
+)
 from tui.stats import StatsFormatError, parse_stats
 
 __all__ = ["GatewayClient"]
@@ -54,7 +61,8 @@ class GatewayClient:
         self.clock = clock
         self.generation = 0
         self._client: Client | None = None
-        self._outbox: asyncio.Queue[tuple[int, str]] | None = None
+        self._outbox: asyncio.Queue[tuple[int, str, bool]] | None = None
+        self._streams: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._replies: list[Reply] = []
 
@@ -63,8 +71,12 @@ class GatewayClient:
         """Whether requests can be sent right now."""
         return self._client is not None
 
-    def send(self, request_id: int, data: str) -> int | None:
+    def send(self, request_id: int, data: str, stream: bool = False) -> int | None:
         """Queue one request for sending.
+
+        With ``stream``, every frame of its reply is posted as a :class:`ChunkReceived`
+        as it arrives (a streamed reply grows on screen), then the whole reply (the
+        chunks joined) as a :class:`Reply`.
 
         Returns:
             The generation of the connection it goes out on, or None (nothing
@@ -72,7 +84,7 @@ class GatewayClient:
         """
         if self._client is None or self._outbox is None:
             return None
-        self._outbox.put_nowait((request_id, data))
+        self._outbox.put_nowait((request_id, data, stream))
         return self.generation
 
     def reconnect_now(self) -> None:
@@ -152,15 +164,24 @@ class GatewayClient:
             self._client = None
             self._outbox = None
             writer.cancel()
+            for task in list(self._streams):
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await client.close()
 
-    async def _write(self, client: Client, outbox: asyncio.Queue[tuple[int, str]]) -> None:
+    async def _write(self, client: Client, outbox: asyncio.Queue[tuple[int, str, bool]]) -> None:
         while True:
-            request_id, data = await outbox.get()
+            request_id, data, stream = await outbox.get()
+            if stream:
+                task = asyncio.get_running_loop().create_task(
+                    self._stream(client, request_id, data)
+                )
+                self._streams.add(task)
+                task.add_done_callback(self._streams.discard)
+                continue
             try:
                 future = await client.submit(data, id=request_id)
             except ConnectionLost:
@@ -169,6 +190,27 @@ class GatewayClient:
                 log.debug("send failed: %r", exc)
                 continue
             future.add_done_callback(partial(self._on_done, request_id))
+
+    async def _stream(self, client: Client, request_id: int, data: str) -> None:
+        """Post each frame of the reply as it arrives, then the joined reply (or the error)."""
+        parts: list[str] = []
+        try:
+            async for chunk in client.stream(data, id=request_id):
+                text = str(chunk)
+                parts.append(text)
+                self.post(ChunkReceived(request_id, text, self.clock()))
+        except RequestError as exc:
+            reply = Reply(
+                request_id, self.clock(), error_code=exc.code.value, error_message=exc.message
+            )
+        except Exception as exc:  # connection lost: the app fails the generation's requests
+            log.debug("stream ended: %r", exc)
+            return
+        else:
+            reply = Reply(request_id, self.clock(), data="".join(parts))
+        if not self._replies:
+            asyncio.get_running_loop().call_soon(self._post_replies)
+        self._replies.append(reply)
 
     def _on_done(self, request_id: int, future: asyncio.Future[Any]) -> None:
         if future.cancelled():

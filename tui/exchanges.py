@@ -31,6 +31,9 @@ class Exchange:
     error_message: str | None = None
     rtt: float | None = None
     received_wall: datetime | None = None
+    partial: str = ""  # a streamed reply so far
+    chunks: int = 0
+    first_chunk: float | None = None  # seconds from sending to the first chunk
 
     @property
     def done(self) -> bool:
@@ -153,6 +156,17 @@ class Conversation:
             if entry.done:
                 entry.finished_at = received_at
         return entry, rtt
+
+    def chunk(self, request_id: object, data: str, received_at: float) -> Exchange | None:
+        """Grow a pending request's streamed reply; the Exchange that changed, or None."""
+        entry = self._owner.get(request_id) if isinstance(request_id, int) else None
+        if not isinstance(entry, Exchange):
+            return None
+        if entry.first_chunk is None:
+            entry.first_chunk = max(0.0, received_at - entry.sent_at)
+        entry.partial += data
+        entry.chunks += 1
+        return entry
 
     def fail_before(
         self, generation: int, received_at: float, wall: datetime, message: str

@@ -10,6 +10,7 @@ from textual.message import Message
 from tui.stats import GatewayStats
 
 __all__ = [
+    "ChunkReceived",
     "ConnectionChanged",
     "ConnectionState",
     "RepliesReceived",
@@ -54,6 +55,15 @@ class RepliesReceived(Message):
     """The replies read in one go (one message per frame would swamp the UI under bursts)."""
 
     replies: list[Reply]
+
+
+@dataclass
+class ChunkReceived(Message):
+    """One chunk of a streamed reply (``received_at`` monotonic); its Reply follows at the end."""
+
+    request_id: int
+    data: str
+    received_at: float
 
 
 @dataclass

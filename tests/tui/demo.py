@@ -47,7 +47,7 @@ class StubClient:
         self.generation = 1
         self.sent: list[tuple[int, str]] = []
 
-    def send(self, request_id: int, data: str) -> int:
+    def send(self, request_id: int, data: str, stream: bool = False) -> int:
         self.sent.append((request_id, data))
         return self.generation
 

@@ -190,3 +190,22 @@ async def test_token_is_sent_and_a_wrong_one_fails_with_a_hint(stack: Stack) -> 
     async with running(ws_url(gw), token=good + "x") as (app, _pilot):
         await until(lambda: app.connection.state == "failed", "refused")
         assert "HTTP 401 (check --token)" in str(app.status.content)
+
+
+async def test_a_streamed_reply_grows_on_screen_with_time_to_first_chunk(stack: Stack) -> None:
+    """The chunks show as they arrive (before the handler produced the last), then the total."""
+    from tests.sample_handlers import GatedWords
+
+    gw = await stack.gateway()
+    handler = GatedWords()
+    await stack.processor(handler)
+    await stack.batching_ready(gw)
+    async with running(ws_url(gw)) as (app, pilot):
+        await until(lambda: app.connection.state == "connected", "connected")
+        await pilot.press("a", "enter")
+        await until(lambda: "a48," in chat_text(app), "the first chunks shown")
+        assert not handler.gate.is_set()
+        assert "chunks · first" in chat_text(app) and "a99," not in chat_text(app)
+        handler.gate.set()
+        await until(lambda: "100 chunks · first" in chat_text(app), "the whole reply shown")
+        assert "a0,a1,a2," in chat_text(app) and "· total" in chat_text(app)

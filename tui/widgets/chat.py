@@ -48,7 +48,22 @@ def _exchange_outcome(text: _Parts, entry: Exchange) -> None:
     elif entry.reply is not None:
         text.append(f"{RECEIVED} ", style="bold $text-success")
         text.append(entry.reply)
-        text.append(f"  {fmt_duration(entry.rtt)}", style="$text-accent")
+        if entry.chunks > 1 and entry.first_chunk is not None:
+            text.append(
+                f"  {entry.chunks} chunks · first {fmt_duration(entry.first_chunk)} · "
+                f"total {fmt_duration(entry.rtt)}",
+                style="$text-accent",
+            )
+        else:
+            text.append(f"  {fmt_duration(entry.rtt)}", style="$text-accent")
+    elif entry.chunks > 1:  # a streamed reply (one frame so far may be the whole reply)
+        text.append(f"{RECEIVED} ", style="bold")
+        text.append(entry.partial)
+        text.append("\u2026", style="dim")
+        text.append(
+            f"  {entry.chunks} chunks · first {fmt_duration(entry.first_chunk)}",
+            style="$text-accent",
+        )
     else:
         text.append(f"{RECEIVED} \u2026waiting", style="dim italic")
 
