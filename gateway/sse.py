@@ -2,7 +2,10 @@
 
 Contract (see docs/browser.md):
 
-* **Events.** Every event carries an ``id:`` (``<stream>.<n>``). The reply is one
+* **Events.** Every event carries an ``id:`` (``<stream>.<n>``). A streamed reply
+  (a generator handler) is one ``message`` event per chunk, sent as each arrives (the
+  first one starts the ``200`` response even for clients that did not ask for
+  ``text/event-stream``; a failure after it is an ``event: error``). Any other reply is one
   ``message`` event (its lines as ``data:`` lines; ``\\r\\n`` and ``\\r`` arrive as
   ``\\n``); the stream always ends with ``event: end`` (empty data), then the
   response ends. A failed request sends ``event: error`` whose ``data:`` is the JSON
@@ -210,7 +213,13 @@ async def _run(
         if not done.done():
             done.set_result(result)
 
-    request = Request(message, on_done, None)
+    def on_chunk(request: Request, chunk: str | bytes) -> None:
+        # A streamed reply: one event per chunk as it arrives (the last is the result).
+        if not out.started:
+            out.start()
+        out.send(chunk if isinstance(chunk, str) else chunk.decode(errors="replace"))
+
+    request = Request(message, on_done, None, on_chunk)
     gw.broker.submit(request)
     lost = conn.connection_lost_waiter
     try:

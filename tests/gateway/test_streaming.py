@@ -71,3 +71,28 @@ async def test_closing_the_client_mid_stream_closes_the_generator_within_a_secon
     print(f"[client gone] generator closed {(time.monotonic() - closed_at) * 1000:.0f} ms later")
     assert proc.control.cancels == 1
     assert gw.broker.pending_requests == 0
+
+
+async def test_stream_endpoint_sends_one_event_per_chunk_as_it_arrives(stack: Stack) -> None:
+    """GET /stream/a: 49 'data:' events before the handler's gate opens, 100 in all, then end."""
+    handler = GatedWords()
+    gw = await stack.gateway()
+    await stack.processor(handler)
+    await stack.batching_ready(gw)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(f"GET /stream/a HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n\r\n".encode())
+    raw = b""
+    async with asyncio.timeout(10):
+        while raw.count(b"data: a") < 49:
+            raw += await reader.read(65536)
+    assert not handler.gate.is_set()
+    assert raw.startswith(b"HTTP/1.1 200 ")
+    handler.gate.set()
+    async with asyncio.timeout(10):
+        raw += await reader.read()
+    writer.close()
+    body = raw.partition(b"\r\n\r\n")[2].decode()
+    data = [line[6:] for line in body.splitlines() if line.startswith("data: a")]
+    assert data == [f"a{i}," for i in range(100)]
+    assert body.rstrip().split("\n\n")[-1].startswith("event: end\n")
+    assert "event: error" not in body
