@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,6 +108,32 @@ def test_configuration_reference_lists_every_option() -> None:
     )
     for _, param in options():
         assert f"`{param.envvar}`" in current
+
+
+PRODUCT = [
+    "gateway",
+    "processor",
+    "tui",
+    "loadtest",
+    "hopline",
+    ".ci",
+    "compose.yaml",
+    "Dockerfile",
+]
+
+
+def test_every_hopline_variable_is_an_option_or_documented() -> None:
+    """A HOPLINE_* name in the product is an option's variable or explained in configuration.md."""
+    variables = {str(param.envvar) for _, param in options()}
+    prose = REFERENCE.read_text().split(BEGIN)[0]
+    root = REFERENCE.parents[1]
+    for entry in PRODUCT:
+        path = root / entry
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if not file.is_file() or file.suffix in (".pyc", ".svg"):
+                continue
+            for name in set(re.findall(r"\bHOPLINE_[A-Z0-9_]*[A-Z0-9]\b", file.read_text())):
+                assert name in variables or f"`{name}" in prose, f"{file.relative_to(root)}: {name}"
 
 
 if __name__ == "__main__":
