@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import ssl
 import time
@@ -34,14 +33,14 @@ from websockets.uri import parse_uri
 
 from loadtest.connection import Connection, HandshakeFailed, failure_reason
 from loadtest.messages import Codec
-from loadtest.stats import COUNTER_NAMES, Outcome, Recorder
+from loadtest.schedule import NS, Budget, OpenSchedule
+from loadtest.stats import Outcome, Recorder
+from loadtest.tally import LEDGER_CSV_HEADER, Tally
 
 __all__ = ["LATE_AFTER", "NS", "Worker", "WorkerPlan", "run_worker"]
 
 _now = time.monotonic_ns
-NS = 1_000_000_000
 LATE_AFTER = 0.010  # open model: a request sent this much after its schedule counts as late
-LEDGER_CSV_HEADER = "worker,conn,seq,start_s,latency_ms,outcome,code\n"
 NOT_ATTEMPTED = "not attempted (run stopped)"
 STILL_CONNECTING = "still connecting at the end"
 RECONNECT_DELAY = 0.5  # seconds before reopening a connection the server dropped
@@ -84,12 +83,10 @@ class Worker:
         self.uri = parse_uri(plan.url)
         self.ssl = ssl.create_default_context() if self.uri.secure else None
         self.codec = plan.codec
-        self.recorder = Recorder()
+        self.tally = Tally(
+            plan.worker, plan.load_ns, plan.ledger_format if plan.ledger_path else None
+        )
         self.connect_recorder = Recorder()
-        self.c: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
-        self._reported: dict[str, int] = dict(self.c)
-        self.codes: dict[str, int] = {}
-        self._reported_codes: dict[str, int] = {}
         self.connect_failures: dict[str, int] = {}
         self.ready: list[Connection] = []
         self.conns: set[Connection] = set()
@@ -99,7 +96,8 @@ class Worker:
         self.reconnects = 0
         self.waiting = 0
         self.sending = False
-        self.budget = plan.requests
+        self.budget = Budget(plan.end_ns, plan.requests)
+        self.schedule = OpenSchedule(plan.load_ns, plan.rate) if plan.rate else None
         self.first_send_ns: int | None = None
         self.last_done_ns: int | None = None
         self.stopped_ns: int | None = None  # when sending stopped (if it ever started)
@@ -111,9 +109,7 @@ class Worker:
         self._closing_all = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._rr = 0
-        self._k = 0
         self._dirty: list[Connection] = []
-        self._interval_ns = NS / plan.rate if plan.rate else 0.0
         self._late_ns = int(LATE_AFTER * NS)
         self._timeout_ns = int(plan.timeout * NS)
         self._ledger: IO[str] | None = None
@@ -122,7 +118,6 @@ class Worker:
             if plan.ledger_format == "csv" and plan.worker == 0:
                 self._ledger.write(LEDGER_CSV_HEADER)
         self._all_closed = asyncio.Event()
-        self._ledger_rows: list[str] = []
         self._dropped_early: list[int] = []  # connections lost before the load started
         self._last_seq: dict[int, int] = {}  # a reopened connection continues its numbering
         self._no_conn_since: int | None = None
@@ -225,7 +220,7 @@ class Worker:
         self.conns.add(conn)
         self.ready.append(conn)
         self.max_open = max(self.max_open, len(self.ready))
-        if self.sending and self._interval_ns == 0.0:
+        if self.sending and self.schedule is None:
             self._fill(conn)
             conn.flush()
 
@@ -276,7 +271,7 @@ class Worker:
         self.first_send_ns = _now()
         for index in self._dropped_early:
             self._reconnect(index)
-        if self._interval_ns:
+        if self.schedule is not None:
             self._tick_open()
         else:
             for conn in self.ready:
@@ -295,21 +290,15 @@ class Worker:
     def _may_send(self) -> bool:
         if not self.sending:
             return False
-        end = self.plan.end_ns
-        if end is not None and _now() >= end:
+        if not self.budget.take(_now()):
             self._stop_sending()
             return False
-        if self.budget is not None:
-            if self.budget <= 0:
-                self._stop_sending()
-                return False
-            self.budget -= 1
         return True
 
     def _send(self, conn: Connection, start_ns: int) -> None:
         conn.send(start_ns)
         self.waiting += 1
-        self.c["sent"] += 1
+        self.tally.count("sent")
 
     def _fill(self, conn: Connection) -> None:
         want = self.plan.in_flight - conn.waiting
@@ -325,46 +314,32 @@ class Worker:
             conn.flush()
 
     def _tick_open(self) -> None:
-        if not self.sending:
+        schedule = self.schedule
+        if not self.sending or schedule is None:
             return
-        plan = self.plan
         now = _now()
-        load = plan.load_ns
-        interval = self._interval_ns
-        due = int((now - load) / interval) + 1
-        c = self.c
-        ready = self.ready
-        dirty = self._dirty
-        k = self._k
-        while k < due:
-            scheduled = load + int(k * interval)
-            if plan.end_ns is not None and scheduled >= plan.end_ns:
+        tally, ready, dirty = self.tally, self.ready, self._dirty
+        for _ in range(schedule.due(now)):
+            if not self.budget.take(schedule.next_at()):
                 self._stop_sending()
                 break
-            if self.budget is not None:
-                if self.budget <= 0:
-                    self._stop_sending()
-                    break
-                self.budget -= 1
-            k += 1
+            scheduled = schedule.take()
             if not ready:
-                c["unsent"] += 1
+                tally.count("unsent")
                 continue
             conn = ready[self._rr % len(ready)]
             self._rr += 1
             self._send(conn, scheduled)
             if now - scheduled > self._late_ns:
-                c["late"] += 1
+                tally.count("late")
             if not conn.dirty:
                 conn.dirty = True
                 dirty.append(conn)
-        self._k = k
         for conn in dirty:
             conn.flush()
         dirty.clear()
         if self.sending:
-            next_at = load + int(k * interval)
-            self._later("open", max(0.0, (next_at - _now()) / NS), self._tick_open)
+            self._later("open", max(0.0, (schedule.next_at() - _now()) / NS), self._tick_open)
 
     # ---- outcomes (called by connections)
 
@@ -378,17 +353,11 @@ class Worker:
         code: str | None,
     ) -> None:
         """A reply resolved request ``seq`` of ``conn``; a closed loop sends the next one."""
-        latency = (now_ns - start_ns) // 1000
-        self.recorder.record(latency)
-        self.c[outcome] += 1
-        if code is not None:
-            self.codes[code] = self.codes.get(code, 0) + 1
-        if self._ledger is not None:
-            self._ledger_row(conn.index, seq, start_ns, latency, outcome, code)
+        self.tally.replied(conn.index, seq, start_ns, now_ns, outcome, code)
         self.waiting -= 1
         self.last_done_ns = now_ns
         if self.sending:
-            if self._interval_ns:
+            if self.schedule is not None:
                 return
             if self.plan.think:
                 self.loop.call_later(self.plan.think, self._think_done, conn)
@@ -399,13 +368,11 @@ class Worker:
 
     def on_unresolved(self, conn: Connection, seq: int, start_ns: int, outcome: Outcome) -> None:
         """Request ``seq`` of ``conn`` timed out or its connection was lost."""
-        self.c[outcome] += 1
-        if self._ledger is not None:
-            self._ledger_row(conn.index, seq, start_ns, None, outcome, None)
+        self.tally.unresolved(conn.index, seq, start_ns, outcome)
         self.waiting -= 1
         self.last_done_ns = _now()
         if self.sending:
-            closed_loop = not self._interval_ns
+            closed_loop = self.schedule is None
             if closed_loop and outcome is Outcome.TIMEOUT and not conn.lost and self._may_send():
                 self._send(conn, _now())
                 conn.flush()
@@ -414,7 +381,7 @@ class Worker:
 
     def on_unmatched(self) -> None:
         """A reply that belongs to no outstanding request."""
-        self.c["unmatched"] += 1
+        self.tally.count("unmatched")
 
     # ---- timers
 
@@ -424,7 +391,7 @@ class Worker:
     def _sweep(self) -> None:
         now = _now()
         self._expire(now)
-        if self.sending and not self.ready and not self._interval_ns:
+        if self.sending and not self.ready and self.schedule is None:
             # closed loop with every connection lost: give up after a while
             if self._no_conn_since is None:
                 self._no_conn_since = now
@@ -461,19 +428,11 @@ class Worker:
     # ---- reports
 
     def _interval(self, second: int, open_connections: int | None = None) -> dict[str, Any]:
-        c, prev = self.c, self._reported
-        deltas = {name: c[name] - prev[name] for name in COUNTER_NAMES}
-        self._reported = dict(c)
-        codes = {k: v - self._reported_codes.get(k, 0) for k, v in self.codes.items()}
-        self._reported_codes = dict(self.codes)
-        if self._ledger is not None and len(self._ledger_rows) > 0:
-            self._flush_ledger()
+        self._flush_ledger()
         return {
             "worker": self.plan.worker,
             "second": second,
-            "counters": deltas,
-            "codes": {k: v for k, v in codes.items() if v},
-            "hist": self.recorder.take(),
+            **self.tally.interval(),
             "open": len(self.ready) if open_connections is None else open_connections,
             "final": False,
         }
@@ -499,37 +458,9 @@ class Worker:
 
     # ---- ledger
 
-    def _ledger_row(
-        self,
-        conn: int,
-        seq: int,
-        start_ns: int,
-        latency_us: int | None,
-        outcome: Outcome,
-        code: str | None,
-    ) -> None:
-        at = (start_ns - self.plan.load_ns) / NS
-        lat = "" if latency_us is None else f"{latency_us / 1000:.3f}"
-        w = self.plan.worker
-        if self.plan.ledger_format == "csv":
-            self._ledger_rows.append(f"{w},{conn},{seq},{at:.6f},{lat},{outcome},{code or ''}\n")
-        else:
-            self._ledger_rows.append(
-                f'{{"worker":{w},"conn":{conn},"seq":{seq},"start_s":{at:.6f},'
-                f'"latency_ms":{lat or "null"},"outcome":"{outcome}",'
-                f'"code":{_json_str(code)}}}\n'
-            )
-        if len(self._ledger_rows) >= 4096:
-            self._flush_ledger()
-
     def _flush_ledger(self) -> None:
-        if self._ledger is not None and self._ledger_rows:
-            self._ledger.write("".join(self._ledger_rows))
-            self._ledger_rows.clear()
-
-
-def _json_str(value: str | None) -> str:
-    return "null" if value is None else json.dumps(value)
+        if self._ledger is not None and self.tally.rows:
+            self._ledger.write(self.tally.take_rows())
 
 
 async def run_worker(plan: WorkerPlan, report: Report) -> dict[str, Any]:
