@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from hopline.broker_node import free_port
 from hopline.cli import main
+from hopline.settings import env_var
 from hopline.settings.reference import commands
 from tests.conftest import Stack, ws_url
 
@@ -106,6 +107,9 @@ def test_every_option_shows_its_environment_variable() -> None:
             if isinstance(param, click.Option) and param.expose_value:
                 assert isinstance(param.envvar, str), f"{name} {param.name} has no env var"
                 assert f"env var: {param.envvar}" in text, f"{name} --help: {param.envvar}"
+                long = max(param.opts, key=len)  # the rule: docs/configuration.md
+                rule = {env_var(long), env_var(long, name), "RABBITMQ_URL"}
+                assert param.envvar in rule, f"hopline {name} {long}: {param.envvar}"
 
 
 SECRET = "s" * 40
