@@ -9,6 +9,7 @@ is handed to that user when it exists.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import pwd
 import shutil
@@ -19,7 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["PrivateBroker", "amqp_answers", "free_port", "port_answers", "rabbitmq_server_path"]
+__all__ = [
+    "PrivateBroker",
+    "amqp_answers",
+    "amqp_problem",
+    "free_port",
+    "is_local_host",
+    "port_answers",
+    "rabbitmq_server_path",
+]
 
 
 def rabbitmq_server_path() -> str | None:
@@ -51,13 +60,56 @@ def amqp_answers(host: str, port: int, timeout: float = 2.0) -> bool:
     The node opens its port a little before it serves connections; a broker that
     is ready answers the header with a ``connection.start`` method frame.
     """
+    return amqp_problem(host, port, timeout) is None
+
+
+def amqp_problem(host: str, port: int, timeout: float = 3.0) -> str | None:
+    """None when an AMQP 0-9-1 broker answers at ``host:port``, else why not (one line).
+
+    Sends the protocol header and expects a method frame back within ``timeout``: a
+    port that is closed, that belongs to another service (which answers something
+    else, or nothing), or a host that does not resolve is told apart in seconds,
+    where a client library would wait for its whole connection timeout or retry.
+    """
+    connected = False
+    frame = b""
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
+            connected = True
             sock.sendall(b"AMQP\x00\x00\x09\x01")
-            frame = sock.recv(7)
-    except OSError:
-        return False
-    return len(frame) == 7 and frame[0] == 1  # a method frame on channel 0
+            while len(frame) < 7:
+                chunk = sock.recv(7 - len(frame))
+                if not chunk:
+                    break
+                frame += chunk
+    except socket.gaierror as exc:
+        return f"cannot resolve host {host!r}: {exc.strerror or exc}"
+    except TimeoutError:
+        if connected:
+            return (
+                f"port {port} accepts connections but did not answer the AMQP handshake "
+                f"within {timeout:g} s (is it RabbitMQ's AMQP port?)"
+            )
+        return f"no connection within {timeout:g} s"
+    except OSError as exc:
+        return str(exc.strerror or exc).lower()
+    if len(frame) == 7 and frame[0] == 1:  # a method frame on channel 0
+        return None
+    if frame.startswith(b"AMQP"):
+        return f"port {port} speaks another AMQP version (RabbitMQ speaks 0-9-1)"
+    return f"port {port} answers but not as an AMQP broker (is it RabbitMQ's AMQP port?)"
+
+
+def is_local_host(host: str) -> bool:
+    """Whether ``host`` names this machine's loopback (localhost, 127.0.0.0/8, ::1).
+
+    Raises:
+        OSError: the name does not resolve (``socket.gaierror``).
+    """
+    if host in ("localhost", ""):
+        return True
+    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
 class PrivateBroker:
@@ -171,24 +223,49 @@ class PrivateBroker:
         except (FileNotFoundError, ValueError):
             return None
 
+    def _node_processes(self) -> list[int]:
+        """Every live process of this node (wrapper shell, beam, its helpers), found by
+        the ``RABBITMQ_NODENAME`` in its environment.
+
+        Debian's ``rabbitmq-server`` runs the node through ``su``, which starts a new
+        session: before the node writes its pid file, killing our child's process
+        group would kill ``su`` and orphan the node. Reading other users' environments
+        needs root, which is also the only case in which ``su`` is involved.
+        """
+        marker = f"RABBITMQ_NODENAME={self.nodename}\0".encode()
+        found = []
+        for entry in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError):
+                if marker in (entry / "environ").read_bytes() and int(entry.name) != os.getpid():
+                    found.append(int(entry.name))
+        return found
+
     def _signal(self, sig: signal.Signals, timeout: float) -> None:
         pid = self._beam_pid()
-        if pid is not None:
+        targets = [pid] if pid is not None and sig != signal.SIGKILL else []
+        if not targets:
+            targets = self._node_processes()
+        for target in targets:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+                os.kill(target, sig)
         if self._process is not None:
-            if pid is None:
+            if not targets:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self._process.pid, sig)
             try:
                 self._process.wait(timeout)
             except subprocess.TimeoutExpired:
+                for target in [*self._node_processes(), self._process.pid]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(target, signal.SIGKILL)
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait(5)
             self._process = None
         deadline = time.monotonic() + timeout
-        while port_answers("127.0.0.1", self.port) and time.monotonic() < deadline:
+        while (
+            port_answers("127.0.0.1", self.port) or self._node_processes()
+        ) and time.monotonic() < deadline:
             time.sleep(0.1)
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import importlib.util
 import logging
+import signal
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,38 @@ LAZY_COMMANDS = {"tui": "tui.cli:tui", "loadtest": "loadtest.cli:loadtest"}
 
 
 class _LazyGroup(click.Group):
+    """Subcommands loaded on first use; every error a user causes is one line on stderr.
+
+    Click prints a usage error as several lines (usage, hint, blank, error) and Ctrl-C
+    as ``Aborted!`` with exit 1; here a usage error is ``hopline: error: ...`` with
+    exit 2, Ctrl-C is exit 130, and an unexpected exception is one line with exit 1
+    (its traceback with ``-vv``).
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except (KeyboardInterrupt, click.Abort, EOFError):
+            sys.exit(runtime.INTERRUPTED)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx is not None else "hopline"
+            runtime.fail(
+                f"{_one_line(exc.format_message())} (see '{command} --help')", exc.exit_code
+            )
+        except click.ClickException as exc:
+            runtime.fail(_one_line(exc.format_message()), exc.exit_code)
+        except Exception as exc:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            runtime.fail(
+                f"unexpected {type(exc).__name__}: {_one_line(str(exc))} "
+                "(run with -vv for the traceback)",
+                runtime.FAILED,
+            )
+        sys.exit(result if isinstance(result, int) else runtime.OK)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         available = [name for name, target in LAZY_COMMANDS.items() if _importable(target)]
         return sorted([*super().list_commands(ctx), *available])
@@ -96,6 +129,10 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _importable(target: str) -> bool:
     try:
         return importlib.util.find_spec(target.partition(":")[0]) is not None
@@ -103,15 +140,25 @@ def _importable(target: str) -> bool:
         return False
 
 
+# Libraries whose log lines mean nothing to a user unless asked for (-v): aiormq logs an
+# ERROR for a refused connection that hopline then reports itself in one line, and a
+# WARNING for channels closed during a clean SIGTERM shutdown.
+LIBRARY_LOGGERS = ("aio_pika", "aiormq", "asyncio", "websockets")
+
+
 def configure_logging(verbose: int) -> None:
-    """One log format for every subcommand; ``-v`` info, ``-vv`` debug."""
+    """One log format for every subcommand.
+
+    No flag: hopline's own warnings only, no library lines; ``-v``: info, and library
+    warnings; ``-vv``: debug everywhere (and tracebacks of unexpected errors).
+    """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    if verbose < 2:
-        for noisy in ("aio_pika", "aiormq", "websockets"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    library_level = (logging.CRITICAL + 1, logging.WARNING, logging.DEBUG)[min(verbose, 2)]
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(library_level)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -138,6 +185,7 @@ def gateway(**kw: Any) -> None:
     from hopline.wire.connect import BrokerUnavailable
 
     settings = build(GatewaySettings, kw)
+    preflight(settings.rabbitmq_url, settings.host, settings.port)
     if settings.workers > 1:
         _gateway_workers(settings, settings.workers)
         return
@@ -147,14 +195,36 @@ def gateway(**kw: Any) -> None:
         click.echo(f"hopline gateway listening on ws://{settings.host}:{gw.port}/ws", err=True)
 
     try:
-        run(run_until_signalled(gw.start, gw.stop, started))
+        received = run(run_until_signalled(gw.start, gw.stop, started))
     except BrokerUnavailable as exc:
         runtime.fail(str(exc), runtime.STARTUP_FAILURE)
     except OSError as exc:
         runtime.fail(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
-            runtime.STARTUP_FAILURE,
+            runtime.listen_error(settings.host, settings.port, exc), runtime.STARTUP_FAILURE
         )
+    _exit_for(received)
+
+
+def preflight(urls: str, host: str | None = None, port: int | None = None) -> None:
+    """Exit 3 within seconds when no AMQP broker answers or the port is taken.
+
+    Runs before anything connects or declares queues (see :mod:`hopline.preflight`).
+    """
+    from hopline.preflight import broker_problem, port_problem
+
+    if host is not None and port is not None:
+        error = port_problem(host, port)
+        if error is not None:
+            runtime.fail(runtime.listen_error(host, port, error), runtime.STARTUP_FAILURE)
+    problem = broker_problem(urls)
+    if problem is not None:
+        runtime.fail(problem, runtime.STARTUP_FAILURE)
+
+
+def _exit_for(received: signal.Signals) -> None:
+    """Ctrl-C (SIGINT) ends a service with 130, as the shell expects; SIGTERM with 0."""
+    if received == signal.SIGINT:
+        sys.exit(runtime.INTERRUPTED)
 
 
 def _gateway_workers(settings: Any, workers: int) -> None:
@@ -173,8 +243,7 @@ def _gateway_workers(settings: Any, workers: int) -> None:
         runtime.fail(str(exc), runtime.STARTUP_FAILURE)
     except OSError as exc:
         runtime.fail(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
-            runtime.STARTUP_FAILURE,
+            runtime.listen_error(settings.host, settings.port, exc), runtime.STARTUP_FAILURE
         )
     sys.exit(code)
 
@@ -190,19 +259,36 @@ def processor(**kw: Any) -> None:
     """
     from hopline.runtime import run, run_until_signalled
     from hopline.wire.connect import BrokerUnavailable
-    from processor.handlers import HandlerError, StartupError, load_handler, load_hooks
-    from processor.worker import Processor
+    from processor.handlers import StartupError, load_hooks
+    from processor.worker import READY_LINE, Processor
 
     settings = build(ProcessorSettings, kw)
-    try:
-        handler_fn = load_handler(settings.handler)
-    except HandlerError as exc:
-        raise click.BadParameter(str(exc), param_hint="--handler") from None
+    handler_fn = _load_handler(settings.handler)
+    preflight(settings.rabbitmq_url)
     worker = Processor(settings, handler_fn, load_hooks(settings.handler))
+
+    def started() -> None:
+        click.echo(
+            f"{READY_LINE}: consuming {settings.topology.input_queue} "
+            f"(handler {settings.handler}, prefetch {settings.prefetch})",
+            err=True,
+        )
+
     try:
-        run(run_until_signalled(worker.start, worker.stop))
+        received = run(run_until_signalled(worker.start, worker.stop, started))
     except (BrokerUnavailable, StartupError) as exc:
         runtime.fail(str(exc), runtime.STARTUP_FAILURE)
+    _exit_for(received)
+
+
+def _load_handler(spec: str) -> Any:
+    """The handler ``spec`` names, or a usage error (exit 2) saying why not."""
+    from processor.handlers import HandlerError, load_handler
+
+    try:
+        return load_handler(spec)
+    except HandlerError as exc:
+        raise click.BadParameter(str(exc), param_hint="--handler") from None
 
 
 @main.command()
@@ -258,11 +344,20 @@ def token(token_secret: str, ttl: float | None, subject: str | None, purpose: st
 
 @main.command()
 @click_options(GatewaySettings, ProcessorSettings, UpOptions)
-def up(**kw: Any) -> None:
-    """Run the whole stack: gateway + processor(s), and a private broker if needed."""
+@click.pass_context
+def up(ctx: click.Context, **kw: Any) -> None:
+    """Run the whole stack: gateway + processor(s), and a private broker if needed.
+
+    Exit code 2 for a handler that cannot be loaded, 3 when the broker, the port or a
+    processor fails at start-up, 0 after SIGTERM, 130 after Ctrl-C.
+    """
+    settings = build(GatewaySettings, kw)
+    _load_handler(kw["handler"])  # a bad handler stops everything before it starts
     from hopline.up import UpError, run_stack
 
+    kw["verbose"] = ctx.find_root().obj["verbose"]
     try:
-        run_stack(build(GatewaySettings, kw), kw)
+        code = run_stack(settings, kw)
     except UpError as exc:
         runtime.fail(str(exc), runtime.STARTUP_FAILURE)
+    sys.exit(code)

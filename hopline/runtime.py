@@ -8,11 +8,14 @@ A shared library module (components and the command import it; it imports only
 * :func:`run`, the event loop (uvloop when installed; ``HOPLINE_LOOP=asyncio`` opts out);
 * :func:`run_until_signalled`: start a service, wait for SIGINT/SIGTERM, stop it. The
   first signal starts a clean shutdown; a second one forces an immediate exit (130).
+  It returns the signal, so that a command exits 130 after Ctrl-C and 0 after SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import gc
 import os
 import signal
@@ -32,6 +35,7 @@ __all__ = [
     "STARTUP_FAILURE",
     "USAGE",
     "fail",
+    "listen_error",
     "run",
     "run_until_signalled",
 ]
@@ -42,6 +46,12 @@ USAGE = 2  # bad options or arguments (click's own code)
 STARTUP_FAILURE = 3  # could not start: broker or gateway unreachable, port taken
 NO_CONNECTION = 4  # load test: not a single connection could be made
 INTERRUPTED = INTERRUPTED_EXIT_CODE  # Ctrl-C (128 + SIGINT)
+
+
+def listen_error(host: str, port: int, exc: OSError) -> str:
+    """One line for a gateway that cannot listen, suggesting --port when the port is taken."""
+    hint = "; pick another with --port" if exc.errno == errno.EADDRINUSE else ""
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}"
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -75,23 +85,47 @@ async def run_until_signalled(
     start: Callable[[], Awaitable[None]],
     stop: Callable[[], Awaitable[None]],
     started: Callable[[], None] | None = None,
-) -> None:
-    """Await ``start()``, call ``started()``, wait for a signal, then await ``stop()``.
+    forced: Callable[[], None] | None = None,
+) -> signal.Signals:
+    """Await ``start()``, call ``started()``, wait for SIGINT/SIGTERM, await ``stop()``.
 
-    Exceptions from ``start`` propagate (after ``stop`` is not called: nothing started).
+    Returns the signal that ended the run (the command exits 130 for SIGINT, 0 for
+    SIGTERM). A signal during ``start()`` cancels it, runs ``stop()`` and returns at
+    once (``started`` is not called). A second signal calls ``forced()`` (which must
+    be quick and synchronous: kill what must not outlive the process) and exits the
+    process with 130 at once. Exceptions from ``start`` propagate after ``stop()``.
     """
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
+    received: list[signal.Signals] = []
 
-    def on_signal() -> None:
-        if stop_requested.is_set():
+    def on_signal(sig: signal.Signals) -> None:
+        if received:
+            if forced is not None:
+                forced()
             os._exit(INTERRUPTED)
+        received.append(sig)
         stop_requested.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
-        await start()
+        starting = asyncio.ensure_future(start())
+        waiting = asyncio.ensure_future(stop_requested.wait())
+        try:
+            await asyncio.wait({starting, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        if not starting.done():  # a signal came first
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            await stop()
+            return received[0]
+        if starting.exception() is not None:
+            with contextlib.suppress(Exception):
+                await stop()
+            starting.result()
         # Everything allocated at start-up lives as long as the process: move it out of
         # the collector's way, and collect the young generation less often (the hot path
         # allocates many short-lived objects). Measured with bench/run.py --quick: gateway
@@ -100,10 +134,11 @@ async def run_until_signalled(
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
-        if started is not None:
+        if started is not None and not received:
             started()
         await stop_requested.wait()
         await stop()
+        return received[0]
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

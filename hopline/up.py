@@ -1,15 +1,32 @@
-"""``hopline up``: gateway in this process, processors as child processes, broker if needed."""
+"""``hopline up``: processors as child processes, the gateway in this process, broker if needed.
+
+Contract:
+
+* The caller checks the options first (the handler is imported before anything starts:
+  a bad one is a usage error, exit 2).
+* Before anything starts, the gateway's port is checked (taken: :class:`UpError`,
+  nothing declared on the broker) and so is the broker: ``RABBITMQ_URL`` is used when
+  an AMQP broker answers there. When nothing listens at a *local* address
+  (localhost, 127.0.0.0/8, ::1) and ``rabbitmq-server`` is installed, a private node
+  is started on free ports (``--no-private-broker`` turns that off). Anything else (a
+  remote address that does not answer, a host that does not resolve, a port that is
+  not AMQP) is an :class:`UpError` within seconds.
+* The processors start as ``python -m hopline processor`` children, the broker URL in
+  their environment (never on their command line, which ``ps`` shows to every user).
+  Once each said it is consuming, the gateway starts, and then "hopline is up" is
+  printed. A child that exits before is an :class:`UpError` carrying the child's own
+  error line; one that exits later is reported on stderr.
+* SIGTERM stops everything (exit 0), SIGINT too (exit 130). A second signal kills
+  the children and the private node at once and removes the node's data directory;
+  the node never outlives ``up`` unless ``up`` itself is SIGKILLed.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import signal
-import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -17,9 +34,12 @@ from yarl import URL
 
 from gateway.config import GatewaySettings
 from gateway.server import Gateway
-from hopline.broker_node import PrivateBroker, port_answers, rabbitmq_server_path
-from hopline.runtime import run, run_until_signalled
+from hopline.broker_node import PrivateBroker, is_local_host, port_answers, rabbitmq_server_path
+from hopline.children import ChildFailed, Children
+from hopline.preflight import broker_problem, port_problem, split_urls
+from hopline.runtime import INTERRUPTED, OK, listen_error, run, run_until_signalled
 from hopline.wire.connect import BrokerUnavailable, redact_url
+from processor.worker import READY_LINE
 
 __all__ = ["UpError", "run_stack"]
 
@@ -27,26 +47,20 @@ NO_BROKER_HINT = (
     "install RabbitMQ (e.g. 'apt-get install rabbitmq-server') or start one with "
     "'docker compose up -d rabbitmq', then set RABBITMQ_URL"
 )
+#: Seconds the processors have to connect and start consuming.
+START_TIMEOUT = 30.0
 
 
 class UpError(RuntimeError):
     """The stack could not start; the message is one line for the user."""
 
 
-def broker_answers(url: str) -> bool:
-    """Whether the host and port of an AMQP URL accept TCP connections."""
-    parsed = URL(url)
-    return port_answers(parsed.host or "localhost", parsed.port or 5672)
-
-
-def processor_argv(kw: dict[str, Any], rabbitmq_url: str) -> list[str]:
-    """The command line of one processor child, carrying the options ``up`` was given."""
+def processor_argv(kw: dict[str, Any]) -> list[str]:
+    """The command line of one processor child (no broker URL: it goes in the environment)."""
     argv = [sys.executable, "-m", "hopline"]
     argv += ["-v"] * kw.get("verbose", 0)
     argv += [
         "processor",
-        "--rabbitmq-url",
-        rabbitmq_url,
         "--handler",
         kw["handler"],
         "--prefetch",
@@ -68,121 +82,149 @@ def processor_argv(kw: dict[str, Any], rabbitmq_url: str) -> list[str]:
     return argv
 
 
-def run_stack(settings: GatewaySettings, kw: dict[str, Any]) -> None:
+def run_stack(settings: GatewaySettings, kw: dict[str, Any]) -> int:
     """Start everything, print the URLs, run until SIGINT/SIGTERM, stop everything.
 
+    Returns the exit code: 0 after SIGTERM, 130 after SIGINT (or the workers' code).
+
     Raises:
-        UpError: no broker could be reached or started, or the gateway could not listen.
+        UpError: the port is taken, no broker could be reached or started, or a
+            processor did not start.
     """
+    taken = port_problem(settings.host, settings.port)
+    if taken is not None:
+        raise UpError(listen_error(settings.host, settings.port, taken))
     private: PrivateBroker | None = None
-    if not broker_answers(settings.rabbitmq_url):
-        where = redact_url(settings.rabbitmq_url)
-        if not kw["private_broker"] or rabbitmq_server_path() is None:
-            raise UpError(f"no RabbitMQ answers at {where}; {NO_BROKER_HINT}")
-        click.echo(f"RabbitMQ at {where} does not answer; starting a private node...", err=True)
-        private = PrivateBroker()
-        try:
-            private.start()
-        except (OSError, RuntimeError, TimeoutError) as exc:
-            private.cleanup()
-            raise UpError(f"could not start a private RabbitMQ node: {exc}") from None
-        settings = dataclasses.replace(settings, rabbitmq_url=private.url)
-    children: list[subprocess.Popen[bytes]] = []
+    children = Children(READY_LINE)
     try:
-        for _ in range(kw["processors"]):
-            children.append(subprocess.Popen(processor_argv(kw, settings.rabbitmq_url)))
-        _run_gateway(settings, kw["processors"], private, kw.get("workers", 1))
+        problem = broker_problem(settings.rabbitmq_url)
+        if problem is not None:
+            private = _private_broker(settings.rabbitmq_url, problem, kw["private_broker"])
+            settings = dataclasses.replace(settings, rabbitmq_url=private.url)
+        env = {"RABBITMQ_URL": settings.rabbitmq_url}
+        try:
+            children.start([processor_argv(kw) for _ in range(kw["processors"])], env)
+            children.wait_ready(START_TIMEOUT)
+        except ChildFailed as exc:
+            raise UpError(f"processor {exc}") from None
+        except TimeoutError:
+            raise UpError(
+                f"the processors did not start consuming within {START_TIMEOUT:g} s"
+            ) from None
+        return _run_gateway(settings, kw, private, children)
     finally:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + settings.drain_timeout + 5
-        for child in children:
-            try:
-                child.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        if private is not None:
-            private.cleanup()
+        try:
+            children.stop(settings.drain_timeout + 5)
+        finally:
+            if private is not None:
+                remove_private_broker(private)
+
+
+def _nothing_listens_locally(urls: str) -> bool:
+    """Whether every address is on this machine and nothing accepts connections there."""
+    for url in split_urls(urls):
+        try:
+            parsed = URL(url)
+            if not parsed.host or not is_local_host(parsed.host):
+                return False
+        except (ValueError, OSError):
+            return False
+        if port_answers(parsed.host, parsed.port or 5672):
+            return False
+    return True
+
+
+def _private_broker(url: str, problem: str, allowed: bool) -> PrivateBroker:
+    if not _nothing_listens_locally(url):
+        raise UpError(problem)
+    if not allowed or rabbitmq_server_path() is None:
+        raise UpError(f"no RabbitMQ answers at {redact_url(url)}; {NO_BROKER_HINT}")
+    click.echo(
+        f"RabbitMQ at {redact_url(url)} does not answer; starting a private node...", err=True
+    )
+    private = PrivateBroker()
+    try:
+        private.start()
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        remove_private_broker(private)
+        raise UpError(f"could not start a private RabbitMQ node: {exc}") from None
+    except BaseException:  # Ctrl-C while it starts
+        remove_private_broker(private)
+        raise
+    return private
+
+
+def remove_private_broker(private: PrivateBroker) -> None:
+    """Stop the node and remove its data directory; a Ctrl-C meanwhile kills it instead."""
+    try:
+        private.cleanup()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        private.kill()
+        private.cleanup()
+        raise
+
+
+def _banner(
+    settings: GatewaySettings, port: int, processors: int, workers: int, private: bool
+) -> None:
+    host = "localhost" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base = f"{host}:{port}"
+    lines = [
+        "hopline is up",
+        f"  websocket   ws://{base}/ws",
+        f"  stream      http://{base}/stream/hello",
+        f"  health      http://{base}/health",
+        f"  metrics     http://{base}/metrics",
+        f"  stats       http://{base}/stats",
+        f"  broker      {redact_url(settings.rabbitmq_url)}"
+        + (" (private node, stopped on exit)" if private else ""),
+        f"  processors  {processors}"
+        + ("" if processors else " (start some with 'hopline processor')"),
+        *([f"  workers     {workers} gateway processes on port {port}"] if workers > 1 else []),
+        "Ctrl-C stops everything.",
+    ]
+    click.echo("\n".join(lines))
 
 
 def _run_gateway(
-    settings: GatewaySettings, processors: int, private: PrivateBroker | None, workers: int
-) -> None:
-    def banner(port: int) -> None:
-        host = "localhost" if settings.host in ("0.0.0.0", "::", "") else settings.host
-        base = f"{host}:{port}"
-        lines = [
-            "hopline is up",
-            f"  websocket   ws://{base}/ws",
-            f"  stream      http://{base}/stream/hello",
-            f"  health      http://{base}/health",
-            f"  metrics     http://{base}/metrics",
-            f"  stats       http://{base}/stats",
-            f"  broker      {redact_url(settings.rabbitmq_url)}"
-            + (" (private node, stopped on exit)" if private else ""),
-            f"  processors  {processors}",
-            *([f"  workers     {workers} gateway processes on port {port}"] if workers > 1 else []),
-            "Ctrl-C stops everything.",
-        ]
-        click.echo("\n".join(lines))
+    settings: GatewaySettings,
+    kw: dict[str, Any],
+    private: PrivateBroker | None,
+    children: Children,
+) -> int:
+    workers = kw.get("workers", 1) or 1
+    processors = kw["processors"]
 
-    async def after_start(gw: Gateway) -> None:
-        await _wait_for_consumers(gw, processors, timeout=30.0)
+    def banner(port: int) -> None:
+        _banner(settings, port, processors, workers, private is not None)
 
     if workers > 1:
-        _run_workers(settings, workers, banner, after_start)
-        return
+        from hopline.workers import WorkerStartError, serve_workers
+
+        try:
+            return serve_workers(settings, workers, banner)
+        except WorkerStartError as exc:
+            raise UpError(str(exc)) from None
+        except OSError as exc:
+            raise UpError(listen_error(settings.host, settings.port, exc)) from None
+
     gw = Gateway(settings)
 
-    async def start() -> None:
-        await gw.start()
-        await after_start(gw)
+    async def stop() -> None:
+        await gw.stop()  # drain first: the processors still answer in-flight requests
+        await asyncio.to_thread(children.stop, settings.drain_timeout + 5)
+
+    def forced() -> None:
+        children.kill()
+        if private is not None:
+            private.kill()
+            private.cleanup()
 
     try:
-        run(run_until_signalled(start, gw.stop, lambda: banner(gw.port)))
+        received = run(run_until_signalled(gw.start, stop, lambda: banner(gw.port), forced))
     except BrokerUnavailable as exc:
         raise UpError(str(exc)) from None
     except OSError as exc:
-        raise UpError(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
-        ) from None
-
-
-def _run_workers(
-    settings: GatewaySettings,
-    workers: int,
-    banner: Callable[[int], None],
-    after_start: Callable[[Gateway], Awaitable[None]],
-) -> None:
-    """``--workers N``: the gateway as N processes (see :mod:`hopline.workers`)."""
-    from hopline.workers import WorkerStartError, serve_workers
-
-    try:
-        code = serve_workers(settings, workers, banner, after_start)
-    except WorkerStartError as exc:
-        raise UpError(str(exc)) from None
-    except OSError as exc:
-        raise UpError(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
-        ) from None
-    if code != 0:  # a worker died while serving (1) or was forced to exit (130)
-        sys.exit(code)  # run_stack's cleanup still stops the processors and the broker
-
-
-async def _wait_for_consumers(gw: Gateway, processors: int, timeout: float) -> None:
-    """Wait until ``processors`` consumers are on the batch queue (so ``up`` prints when ready)."""
-    if processors == 0:
-        return
-    batch_queue = gw.settings.topology.batch_queue
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await gw.broker.sample_queues()
-        sample = gw.broker.queues.get(batch_queue)
-        if sample is not None and sample.consumers >= processors:
-            return
-        await asyncio.sleep(0.1)
-    click.echo(
-        f"warning: fewer than {processors} processors are consuming after {timeout:g} s", err=True
-    )
+        raise UpError(listen_error(settings.host, settings.port, exc)) from None
+    return INTERRUPTED if received == signal.SIGINT else OK

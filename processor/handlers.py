@@ -129,8 +129,23 @@ def load_hooks(spec: str) -> Hooks:
     return Hooks(**{k: v for k, v in hooks.items() if callable(v)})
 
 
+def _import(module_name: str) -> object:
+    """Import ``module_name`` with the current directory first on the path, as ``python -m``.
+
+    So ``hopline processor --handler mymod:fn`` finds ``./mymod.py`` whether hopline
+    runs as the installed ``hopline`` script or as ``python -m hopline`` (``hopline up``
+    starts its processors that way).
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    return importlib.import_module(module_name)
+
+
 def load_handler(spec: str) -> Handler:
     """Resolve a built-in name (``world``, ``echo``, ``upper``, ``words``) or ``module:function``.
+
+    ``module`` is looked up in the current directory first, then the installed packages.
 
     Raises:
         HandlerError: unknown built-in, module that fails to import, missing or
@@ -143,7 +158,7 @@ def load_handler(spec: str) -> Handler:
         names = ", ".join(BUILTIN_HANDLERS)
         raise HandlerError(f"handler {spec!r} is neither a built-in ({names}) nor module:function")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name)
     except Exception as exc:
         raise HandlerError(f"cannot import handler module {module_name!r}: {exc}") from None
     obj: object = module

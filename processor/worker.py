@@ -77,9 +77,13 @@ from processor.flow import Consumers
 from processor.handlers import Handler, Hooks
 from processor.streams import ControlQueue, MessageStreams
 
-__all__ = ["Processor"]
+__all__ = ["READY_LINE", "Processor"]
 
 log = logging.getLogger(__name__)
+
+#: How the ``hopline processor`` command's line on stderr starts once it consumes
+#: (``hopline up`` waits for it from each of its processors).
+READY_LINE = "hopline processor ready"
 
 
 class Processor:

@@ -15,9 +15,10 @@ from hopline.client.errors import InvalidURL
 from hopline.client.handshake import validate_url
 from hopline.settings.spec import Group, Setting
 from hopline.wire.amqp import QueueTopology
+from hopline.wire.connect import parse_amqp_urls
 from hopline.wire.defaults import DEFAULT_INPUT_QUEUE, DEFAULT_RABBITMQ_URL, DEFAULT_WS_URL
 
-__all__ = ["RABBITMQ_URL", "TOKEN", "TOPOLOGY", "URL", "check_ws_url"]
+__all__ = ["RABBITMQ_URL", "TOKEN", "TOPOLOGY", "URL", "check_amqp_url", "check_ws_url"]
 
 
 def check_ws_url(ctx: click.Context | None, param: click.Parameter | None, value: str) -> str:
@@ -32,11 +33,22 @@ def check_ws_url(ctx: click.Context | None, param: click.Parameter | None, value
         raise click.BadParameter(str(exc)) from None
 
 
+def check_amqp_url(ctx: click.Context | None, param: click.Parameter | None, value: str) -> str:
+    """Click callback: ``value`` must be AMQP URL(s) (see :func:`parse_amqp_urls`)."""
+    try:
+        parse_amqp_urls(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 def _none_if_empty(value: Any) -> Any:
     return value or None
 
 
-RABBITMQ_URL = Setting(DEFAULT_RABBITMQ_URL, "AMQP URL of RabbitMQ.", env="RABBITMQ_URL")
+RABBITMQ_URL = Setting(
+    DEFAULT_RABBITMQ_URL, "AMQP URL of RabbitMQ.", env="RABBITMQ_URL", callback=check_amqp_url
+)
 
 TOPOLOGY = Group(
     QueueTopology,
