@@ -15,7 +15,6 @@ from hopline.client.errors import InvalidURL
 from hopline.client.handshake import validate_url
 from hopline.settings.spec import Group, Setting
 from hopline.wire.amqp import QueueTopology
-from hopline.wire.connect import parse_amqp_urls
 from hopline.wire.defaults import DEFAULT_INPUT_QUEUE, DEFAULT_RABBITMQ_URL, DEFAULT_WS_URL
 
 __all__ = ["RABBITMQ_URL", "TOKEN", "TOPOLOGY", "URL", "check_amqp_url", "check_ws_url"]
@@ -35,6 +34,8 @@ def check_ws_url(ctx: click.Context | None, param: click.Parameter | None, value
 
 def check_amqp_url(ctx: click.Context | None, param: click.Parameter | None, value: str) -> str:
     """Click callback: ``value`` must be AMQP URL(s) (see :func:`parse_amqp_urls`)."""
+    from hopline.wire.connect import parse_amqp_urls  # aio-pika: not for the client commands
+
     try:
         parse_amqp_urls(value)
     except ValueError as exc:
