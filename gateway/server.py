@@ -15,11 +15,11 @@ and on ``/ws`` and ``/stream`` the origin policy -> 403 (:func:`gateway.http.scr
 ``/stream``; ``/stream`` also takes a short-lived stream token in ``?token=``, see
 :mod:`gateway.stream_token`); a free connection slot -> 503. ``/health``,
 ``/metrics``, ``/stats`` and ``/client.js`` are answered while the gateway holds
-fewer than ``max_connections`` + :data:`MONITORING_RESERVE` TCP connections;
+fewer than ``max_connections`` + :data:`~gateway.admission.MONITORING_RESERVE` TCP connections;
 ``process_response`` adds the CORS headers (:func:`gateway.http.decorate`).
 
 Before that, at TCP accept, every connection counts, handshakes in progress
-included: beyond ``max_connections`` + :data:`MONITORING_RESERVE` (or
+included: beyond ``max_connections`` + :data:`~gateway.admission.MONITORING_RESERVE` (or
 ``max_connections_per_address`` from one address) it gets a canned 503 (429) and
 is closed without being read. A request head larger than ``max_header_bytes``
 gets 431 while it is received; too many headers 431, too many subprotocol
@@ -50,19 +50,25 @@ from websockets.http11 import Response
 
 from gateway import _websockets_compat as compat
 from gateway import http, sse
+from gateway.admission import (
+    AcceptCounter,
+    GatewayConnection,
+    StreamLimiter,
+    connection_class,
+    drop,
+)
 from gateway.broker import Broker
 from gateway.config import GatewaySettings
 from gateway.metrics import GatewayMetrics
 from gateway.security import (
     InvalidToken,
-    TokenBucket,
     TokenVerifier,
     check_head,
     find_token,
     header_values,
     install_redaction,
 )
-from gateway.session import POLICY_VIOLATION, RATE_LIMITED, Session
+from gateway.session import RATE_LIMITED, Session
 from gateway.stream_token import check_purpose, install_url_redaction, url_token
 from hopline.wire.envelope import SUBPROTOCOL, encode_plain_error
 from hopline.wire.errors import ErrorCode
@@ -79,120 +85,8 @@ PLAIN_SUBPROTOCOL = "hopline.plain"
 SHUTDOWN_REASON = "gateway shutting down"
 
 
-# Bytes of automatic replies (pongs, close frames) that may pile up in the write
-# buffer of a client that stopped reading; past that (a ping flood) it is cut at once.
-CONTROL_BACKLOG_LIMIT = 256 * 1024
-
-# TCP connections accepted beyond --max-connections, so /health, /metrics and
-# /stats still answer when every slot is taken.
-MONITORING_RESERVE = 16
-
 IDLE_CLOSE_CODE = 1000
 IDLE_REASON = "idle timeout"
-
-
-def _canned(status: int, phrase: str, body: str, retry_after: bool = True) -> bytes:
-    head = (
-        f"HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n"
-    )
-    return (head + ("Retry-After: 1\r\n" if retry_after else "") + "\r\n" + body).encode()
-
-
-_FULL = _canned(503, "Service Unavailable", "too many connections\n")
-_ADDRESS_FULL = _canned(429, "Too Many Requests", "too many connections from this address\n")
-_HEAD_TOO_LARGE = _canned(
-    431, "Request Header Fields Too Large", "request header too large\n", retry_after=False
-)
-
-
-class _Connection(compat.HookedConnection):
-    """The gateway's connection: admission at accept, slot and address bookkeeping, pings.
-
-    * Counts every accepted TCP connection (handshakes in progress included) and
-      refuses, at accept, those beyond the gateway's caps.
-    * Refuses a request head larger than ``max_header_bytes`` with 431.
-    * Returns its connection slot (see ``Gateway._admit``) when it ends.
-    * Caps pings per second (and spends rate-limit tokens on them, see
-      :meth:`Session.on_ping`); aborts a client that keeps sending pings while
-      not reading the pongs.
-    """
-
-    gateway: Gateway | None = None
-    holds_slot = False
-    session: Session | None = None
-    address: str | None = None
-    _pings: TokenBucket | None = None
-
-    def accept_transport(self, transport: asyncio.Transport) -> bool:
-        gw = self.gateway
-        assert gw is not None
-        peer = transport.get_extra_info("peername")
-        address = str(peer[0]) if peer else ""
-        refusal = gw.refuse_at_accept(address)
-        if refusal is not None:
-            transport.write(refusal)
-            transport.close()
-            return False
-        self.address = address
-        gw.accepted(address)
-        return True
-
-    def head_bytes(self, total: int) -> bool:
-        assert self.gateway is not None
-        if total <= self.gateway.settings.max_header_bytes:
-            return True
-        log.debug("refused %s: request head over %d bytes", self.remote_address, total)
-        self.transport.write(_HEAD_TOO_LARGE)
-        self.transport.close()
-        return False
-
-    def on_lost(self) -> None:
-        gw = self.gateway
-        if gw is None:
-            return
-        gw.released(self.address or "")
-        if self.session is not None:
-            self.session.connection_lost()
-        if self.holds_slot:
-            self.holds_slot = False
-            gw.connections -= 1
-            gw._admitted.discard(self)
-
-    def on_ping(self) -> None:
-        gw = self.gateway
-        assert gw is not None
-        if self.transport.get_write_buffer_size() > CONTROL_BACKLOG_LIMIT + 2**15:
-            drop(self, "it sends control frames but does not read the replies")
-            return
-        rate = gw.settings.max_ping_rate
-        if rate > 0:
-            now = self.loop.time()
-            if self._pings is None:
-                self._pings = TokenBucket(rate, max(1, int(rate)), now)
-            if not self._pings.take(now):
-                log.info("closing connection from %s: too many pings", self.remote_address)
-                abort_after = min(gw.settings.write_timeout, self.close_timeout or 10.0)
-                compat.fail(self, POLICY_VIOLATION, "too many pings", abort_after)
-                return
-        if self.session is not None:
-            self.session.on_ping()
-
-
-def drop(ws: ServerConnection, reason: str) -> None:
-    """Cut ``ws`` now, without a close handshake (its client is not reading)."""
-    if not ws.transport.is_closing():
-        log.info("dropping connection from %s: %s", ws.remote_address, reason)
-        ws.transport.abort()
-
-
-def _connection_class(gateway: Gateway) -> type[_Connection]:
-    class _GatewayConnection(_Connection):
-        pass
-
-    _GatewayConnection.handshake_timeout = gateway.settings.handshake_timeout
-    _GatewayConnection.gateway = gateway
-    return _GatewayConnection
 
 
 def _select_subprotocol(conn: ServerConnection, offered: Sequence[str]) -> str | None:
@@ -243,11 +137,10 @@ class Gateway:
         self._server: Server | None = None
         self._admitted: set[ServerConnection] = set()  # /ws sockets and /stream requests
         self._sweeper: asyncio.Task[None] | None = None
-        self.tcp_connections = 0  # every accepted connection, handshakes included
-        self._by_address: dict[str, int] = {}  # accepted connections per address
+        self.accepts = AcceptCounter(settings.max_connections, settings.max_connections_per_address)
         self.sessions: set[Session] = set()
         self._closing: set[asyncio.Task[None]] = set()  # idle sockets being closed
-        self._stream_buckets: dict[str, TokenBucket] = {}  # /stream rate limit per address
+        self._stream_limiter = StreamLimiter(settings.rate_limit, settings.rate_burst)
         self._verifier = (
             TokenVerifier(settings.token_secret) if settings.token_secret is not None else None
         )
@@ -270,33 +163,15 @@ class Gateway:
             if (since := getattr(conn, "paused_since", None)) is not None
         ]
 
-    def refuse_at_accept(self, address: str) -> bytes | None:
-        """The canned response refusing a new TCP connection from ``address``, or None."""
-        s = self.settings
-        if s.max_connections and self.tcp_connections >= s.max_connections + MONITORING_RESERVE:
-            log.debug("refused %s at accept: %d connections", address, self.tcp_connections)
-            return _FULL
-        per_address = s.max_connections_per_address
-        if per_address and self._by_address.get(address, 0) >= per_address:
-            log.debug("refused %s at accept: address cap", address)
-            return _ADDRESS_FULL
-        return None
+    @property
+    def tcp_connections(self) -> int:
+        """Accepted TCP connections, handshakes in progress included."""
+        return self.accepts.total
 
-    def accepted(self, address: str) -> None:
-        """Count an accepted TCP connection."""
-        self.tcp_connections += 1
-        if self.settings.max_connections_per_address:
-            self._by_address[address] = self._by_address.get(address, 0) + 1
-
-    def released(self, address: str) -> None:
-        """Forget an accepted TCP connection that ended."""
-        self.tcp_connections -= 1
-        count = self._by_address.get(address)
-        if count is not None:
-            if count <= 1:
-                del self._by_address[address]
-            else:
-                self._by_address[address] = count - 1
+    def release_slot(self, conn: ServerConnection) -> None:
+        """Give back the connection slot ``conn`` took in :meth:`_admit`."""
+        self.connections -= 1
+        self._admitted.discard(conn)
 
     async def start(self) -> None:
         """Connect to the broker, then listen."""
@@ -319,7 +194,7 @@ class Gateway:
             select_subprotocol=_select_subprotocol,  # type: ignore[arg-type]
             max_size=s.max_message_size,
             open_timeout=None,
-            create_connection=_connection_class(self),
+            create_connection=connection_class(self),
             logger=ws_logger,
             compression=None if s.compression == "none" else "deflate",
             # The default backlog (100) overflowed while 10,000 clients connected, and
@@ -442,16 +317,8 @@ class Gateway:
 
     def _stream_rate(self, conn: ServerConnection) -> Response | None:
         """/stream is rate-limited per address like a socket: None, or the 429 refusal."""
-        s = self.settings
-        if s.rate_limit <= 0:
-            return None
         address = getattr(conn, "address", None) or ""
-        now = asyncio.get_running_loop().time()
-        bucket = self._stream_buckets.get(address)
-        if bucket is None:
-            bucket = TokenBucket(s.rate_limit, s.rate_burst or max(1, int(s.rate_limit)), now)
-            self._stream_buckets[address] = bucket
-        if bucket.take(now):
+        if self._stream_limiter.allow(address, asyncio.get_running_loop().time()):
             return None
         self.metrics.requests.inc()
         self.metrics.errors(ErrorCode.BUSY).inc()
@@ -485,17 +352,14 @@ class Gateway:
                         self._closing.add(task)
                         task.add_done_callback(self._closing.discard)
                         session.last_active = clock + idle  # not again while it closes
-            if self._stream_buckets:
-                self._stream_buckets = {
-                    a: b for a, b in self._stream_buckets.items() if not b.full(now)
-                }
+            self._stream_limiter.prune(now)
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.active_websockets += 1
         log.debug("open %s subprotocol=%s", ws.remote_address, ws.subprotocol)
         compat.forget_request(ws)
         session = Session(ws, self.broker, self.metrics, self.settings)
-        assert isinstance(ws, _Connection)
+        assert isinstance(ws, GatewayConnection)
         ws.session = session
         self.sessions.add(session)
         try:

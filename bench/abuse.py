@@ -1,0 +1,280 @@
+"""A bystander's latency while one client floods the gateway (issue 15's fair-loop rows).
+
+Usage::
+
+    .venv/bin/python bench/abuse.py [--duration 10] [--interval 0.05] [--json out.json]
+
+Starts one ``hopline gateway`` and one ``hopline processor`` (subprocesses, unique
+queue), then for each scenario: a bystander in this process sends ``hello`` every
+``--interval`` s on its own socket (one request at a time; latency from send to
+reply, ``perf_counter``) while an attacker *in another process* runs for
+``--duration`` s. Scenarios:
+
+* ``baseline``: no attacker.
+* ``ping-flood``: one socket writes pings as fast as it can and reads the pongs.
+* ``hello-flood``: one socket pipelines ``hello`` as fast as it can, reading replies.
+* ``hello-flood-hardened``: the same against ``--rate-limit 20 --rate-burst 20``.
+* ``subprotocol-1MB``: 4 workers each open connections sending a 1 MB
+  ``Sec-WebSocket-Protocol`` list (128 lines of 8 KB), over and over; reported
+  with the gateway CPU per refused handshake (an upper bound on its loop time).
+
+Prints a Markdown table (bystander p50/p99/max, answered/sent, the attacker's
+outcome, gateway RSS peak). Exit 0 when the bystander got every answer, 1 if not,
+3 if something could not start. Needs RabbitMQ at ``RABBITMQ_URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from procs import Proc, cpu_seconds, rss_kib, start
+from websockets.asyncio.client import connect
+from websockets.client import ClientProtocol
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+PY = sys.executable
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+# Attackers (run as `bench/abuse.py --attacker KIND --port N --duration S`)
+
+
+async def _open_raw(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, ClientProtocol]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/ws"), max_size=None)
+    protocol.send_request(protocol.connect())
+    for data in protocol.data_to_send():
+        writer.write(data)
+    while not any(isinstance(e, Response) for e in protocol.events_received()):
+        protocol.receive_data(await reader.read(65536))
+    return reader, writer, protocol
+
+
+async def _flood(port: int, duration: float, kind: str) -> dict[str, object]:
+    reader, writer, protocol = await _open_raw(port)
+    sent = received = 0
+    deadline = time.monotonic() + duration
+
+    async def read() -> None:
+        nonlocal received
+        while protocol.state is not State.CLOSED:
+            data = await reader.read(65536)
+            if not data:
+                protocol.receive_eof()
+                break
+            protocol.receive_data(data)
+            received += len(protocol.events_received())
+
+    reading = asyncio.get_running_loop().create_task(read())
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        while time.monotonic() < deadline and not reading.done():
+            for _ in range(500):
+                if kind == "ping":
+                    protocol.send_ping(b"")
+                else:
+                    protocol.send_text(b"hello")
+            sent += 500
+            for data in protocol.data_to_send():
+                writer.write(data)
+            await writer.drain()
+    reading.cancel()
+    with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+        await reading
+    writer.transport.abort()
+    return {"sent": sent, "received": received, "close_code": protocol.close_code}
+
+
+async def _subprotocol(port: int, duration: float) -> dict[str, object]:
+    line = b"Sec-WebSocket-Protocol: " + b",".join([b"p"] * 4000) + b"\r\n"
+    head = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    request = head + line * 128 + b"\r\n"
+    deadline = time.monotonic() + duration
+    statuses: dict[str, int] = {}
+
+    async def worker() -> None:
+        while time.monotonic() < deadline:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            with contextlib.suppress(ConnectionError):
+                writer.write(request)
+                await writer.drain()
+            answer = b""
+            with contextlib.suppress(ConnectionError):
+                answer = await reader.read(200)
+            status = answer.split(b" ", 2)[1].decode() if answer.count(b" ") >= 2 else "none"
+            statuses[status] = statuses.get(status, 0) + 1
+            writer.transport.abort()
+
+    await asyncio.gather(*(worker() for _ in range(4)))
+    return {"statuses": statuses, "attempts": sum(statuses.values())}
+
+
+async def attacker(kind: str, port: int, duration: float) -> None:
+    if kind in ("ping", "hello"):
+        result = await _flood(port, duration, kind)
+    else:
+        result = await _subprotocol(port, duration)
+    print(json.dumps(result), flush=True)
+
+
+# Driver
+
+
+async def bystander(port: int, interval: float, stop: asyncio.Event) -> dict[str, object]:
+    latencies: list[float] = []
+    sent = 0
+    async with connect(f"ws://127.0.0.1:{port}/ws", ping_interval=None) as ws:
+        while not stop.is_set():
+            sent += 1
+            t0 = time.perf_counter()
+            await ws.send("hello")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await ws.recv()
+                    latencies.append(time.perf_counter() - t0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await stop.wait()
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
+
+    return {
+        "sent": sent,
+        "answered": len(latencies),
+        "p50_ms": pct(0.5) if latencies else None,
+        "p99_ms": pct(0.99) if latencies else None,
+        "max_ms": round(latencies[-1] * 1000, 2) if latencies else None,
+    }
+
+
+SCENARIOS = {
+    "baseline": (None, ()),
+    "ping-flood": ("ping", ()),
+    "hello-flood": ("hello", ()),
+    "hello-flood-hardened": ("hello", ("--rate-limit", "20", "--rate-burst", "20")),
+    "subprotocol-1MB": ("subprotocol", ()),
+}
+
+
+async def scenario(
+    name: str, args: argparse.Namespace, queue: str, logs: Path
+) -> dict[str, object]:
+    kind, extra = SCENARIOS[name]
+    gw = await start(
+        f"gateway-{name}",
+        [PY, "-m", "hopline", "gateway", "--host", "127.0.0.1", "--port", "0",
+         "--input-queue", queue, "--rabbitmq-url", RABBITMQ_URL, *extra],
+        logs,
+    )  # fmt: skip
+    try:
+        port = int((await gw.wait_log(r"listening on ws://[^:]+:(\d+)/ws", 30)).group(1))
+        stop = asyncio.Event()
+        peak = rss_kib(gw.pid)
+        cpu0 = cpu_seconds(gw.pid)
+        watching = asyncio.get_running_loop().create_task(bystander(port, args.interval, stop))
+        result: dict[str, object] = {}
+        if kind is None:
+            await asyncio.sleep(args.duration)
+        else:
+            attack = await asyncio.create_subprocess_exec(
+                PY, __file__, "--attacker", kind, "--port", str(port),
+                "--duration", str(args.duration),
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            waiting = asyncio.get_running_loop().create_task(attack.communicate())
+            while not waiting.done():
+                peak = max(peak, rss_kib(gw.pid))
+                await asyncio.sleep(0.1)
+            out, _ = waiting.result()
+            result = json.loads(out.decode() or "{}")
+        cpu = cpu_seconds(gw.pid) - cpu0
+        stop.set()
+        by = await watching
+        if kind == "subprotocol" and result.get("attempts"):
+            result["gateway_cpu_ms_per_attempt"] = round(cpu * 1000 / int(result["attempts"]), 3)
+        return {"scenario": name, "bystander": by, "attacker": result, "rss_peak_mib": peak // 1024}
+    finally:
+        await gw.stop()
+
+
+async def main(args: argparse.Namespace) -> tuple[int, list[dict[str, object]]]:
+    queue = f"bench-abuse-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="hopline-abuse-") as tmp:
+        logs = Path(tmp)
+        proc: Proc = await start(
+            "processor",
+            [PY, "-m", "hopline", "processor", "--input-queue", queue, "--rabbitmq-url",
+             RABBITMQ_URL],
+            logs,
+        )  # fmt: skip
+        results = []
+        try:
+            for name in args.scenarios or SCENARIOS:
+                results.append(await scenario(name, args, queue, logs))
+                print(f"[{time.strftime('%H:%M:%S')}] {json.dumps(results[-1])}", flush=True)
+        finally:
+            await proc.stop()
+            await _delete_queues(queue)
+    print("\n| scenario | bystander p50 ms | p99 ms | max ms | answered / sent | attacker | "
+          "gateway RSS peak MiB |")  # fmt: skip
+    print("|---|---:|---:|---:|---|---|---:|")
+    ok = True
+    for r in results:
+        b = r["bystander"]
+        assert isinstance(b, dict)
+        ok = ok and b["answered"] == b["sent"]
+        print(
+            f"| {r['scenario']} | {b['p50_ms']} | {b['p99_ms']} | {b['max_ms']} | "
+            f"{b['answered']} / {b['sent']} | {json.dumps(r['attacker'])} | {r['rss_peak_mib']} |"
+        )
+    return (0 if ok else 1), results
+
+
+async def _delete_queues(queue: str) -> None:
+    import aio_pika
+
+    with contextlib.suppress(Exception):
+        conn = await aio_pika.connect(RABBITMQ_URL)
+        async with conn:
+            for name in (queue, f"{queue}.batch", f"{queue}.dead"):
+                channel = await conn.channel()
+                with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                    await channel.queue_delete(name)
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per attack [10]")
+    parser.add_argument("--interval", type=float, default=0.05, help="bystander period [0.05]")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--scenario", dest="scenarios", action="append", choices=SCENARIOS)
+    parser.add_argument("--attacker", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    options = parse()
+    if options.attacker:
+        asyncio.run(attacker(options.attacker, options.port, options.duration))
+        sys.exit(0)
+    try:
+        code, found = asyncio.run(main(options))
+        if options.json:
+            Path(options.json).write_text(json.dumps(found, indent=2) + "\n")
+        sys.exit(code)
+    except (OSError, RuntimeError) as exc:
+        print(f"bench/abuse.py: could not start: {exc}", file=sys.stderr)
+        sys.exit(3)
