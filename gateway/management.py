@@ -47,15 +47,20 @@ class QueueSample:
     unacked: int | None = None
 
 
+def _first(urls: str) -> str:
+    """The first address of a comma-separated list (every node has the same vhosts, users)."""
+    return urls.split(",")[0].strip()
+
+
 def vhost_of(amqp_url: str) -> str:
     """The virtual host of an AMQP URL (``amqp://h/`` and ``amqp://h`` mean ``/``)."""
-    path = urlsplit(amqp_url).path
+    path = urlsplit(_first(amqp_url)).path
     return unquote(path[1:]) if len(path) > 1 else "/"
 
 
 def credentials(management_url: str, amqp_url: str) -> tuple[str, str]:
     """User and password: from the management URL if it has them, else from the AMQP URL."""
-    for url in (management_url, amqp_url):
+    for url in (_first(management_url), _first(amqp_url)):
         parts = urlsplit(url)
         if parts.username is not None:
             return unquote(parts.username), unquote(parts.password or "")
@@ -107,13 +112,27 @@ async def fetch_queues(
 ) -> list[QueueSample]:
     """Fetch the statistics of ``names`` (in that order), concurrently, within ``timeout``.
 
-    Credentials come from ``management_url`` if it has any, else from ``amqp_url``;
-    the vhost is the one of ``amqp_url``. Blocking HTTP runs in worker threads,
-    each bounded by ``timeout`` too, so none outlives the call by much.
+    ``management_url`` and ``amqp_url`` may be comma-separated lists (the nodes of a
+    cluster): the nodes' management APIs are asked in turn until one answers, each
+    within ``timeout``. Credentials come from the management URL if it has any,
+    else from the AMQP URL; the vhost is the one of ``amqp_url``. Blocking HTTP runs
+    in worker threads, each bounded by ``timeout`` too, so none outlives the call by much.
 
     Raises:
-        ManagementError: any queue could not be fetched in time.
+        ManagementError: no node's API returned every queue in time (the last reason).
     """
+    error = ManagementError("no management URL")
+    for base in [u.strip() for u in management_url.split(",") if u.strip()]:
+        try:
+            return await _fetch_from(base, amqp_url, names, timeout)
+        except ManagementError as exc:
+            error = exc
+    raise error
+
+
+async def _fetch_from(
+    management_url: str, amqp_url: str, names: Sequence[str], timeout: float
+) -> list[QueueSample]:
     user, password = credentials(management_url, amqp_url)
     auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
     vhost = vhost_of(amqp_url)

@@ -69,6 +69,8 @@ def processor_argv(kw: dict[str, Any]) -> list[str]:
         kw["input_queue"],
         "--queue-type",
         kw["queue_type"],
+        "--rabbitmq-order",
+        kw.get("rabbitmq_order", "shuffle"),
     ]
     for name in (
         "concurrency",

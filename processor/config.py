@@ -6,11 +6,12 @@ Light on purpose (no aio-pika): the command builds its options from it at import
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import click
 
 from hopline.settings import setting
-from hopline.settings.common import RABBITMQ_URL, TOPOLOGY
+from hopline.settings.common import RABBITMQ_ORDER, RABBITMQ_URL, TOPOLOGY
 from hopline.wire.amqp import QueueTopology
 
 __all__ = ["ProcessorSettings"]
@@ -21,7 +22,10 @@ class ProcessorSettings:
     """Everything a processor needs.
 
     Attributes:
-        rabbitmq_url: AMQP URL of the broker.
+        rabbitmq_url: AMQP URL of the broker, or a comma-separated list of the nodes
+            of a cluster.
+        rabbitmq_order: try the addresses in ``shuffle``d or ``listed`` order.
+        connect_attempt_timeout: seconds one address may take to connect and set up.
         topology: the input queues (same arguments as the gateway's).
         handler: the handler's name (built-in or ``module:function``); the
             :class:`~processor.worker.Processor` is given the loaded function.
@@ -33,6 +37,7 @@ class ProcessorSettings:
     """
 
     rabbitmq_url: str = RABBITMQ_URL.field()
+    rabbitmq_order: Literal["shuffle", "listed"] = RABBITMQ_ORDER.field()
     topology: QueueTopology = TOPOLOGY.field()
     handler: str = setting(
         "world",
@@ -56,3 +61,4 @@ class ProcessorSettings:
         "Stop taking deliveries while unacked ones hold this many bytes (0: no bound).",
         type=click.IntRange(min=0),
     )
+    connect_attempt_timeout: float = 3.0

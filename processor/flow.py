@@ -69,6 +69,13 @@ class Consumers:
         self._queues = queues
         await self._sync()
 
+    async def restart(self, queues: list[AbstractQueue]) -> None:
+        """Consume ``queues`` of a new connection; the old connection's consumers are gone."""
+        async with self._lock:
+            self._tags.clear()
+            self._queues = queues
+        await self._sync()
+
     async def stop(self) -> None:
         """Cancel the consumers for good (deliveries on the wire still arrive)."""
         self._stopped = True

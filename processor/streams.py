@@ -54,7 +54,13 @@ class ControlQueue:
         self._queue: AbstractQueue | None = None
 
     async def start(self, channel: AbstractChannel) -> None:
-        """Declare the (exclusive, auto-deleted) queue and consume it."""
+        """Declare the (exclusive, auto-deleted) queue and consume it.
+
+        Called on every new connection; after the first, under a fresh name (the
+        exclusive queue of a lost connection may linger on its node for a while).
+        """
+        if self._queue is not None:
+            self.name = f"{CONTROL_QUEUE_PREFIX}{uuid.uuid4()}"
         self._queue = await channel.declare_queue(self.name, exclusive=True, auto_delete=True)
         await self._queue.consume(self._on_cancel, no_ack=True)
 

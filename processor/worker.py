@@ -38,6 +38,14 @@ Contract:
   times. A request in a batch shares the fate of its batch.
 * :meth:`Processor.stop` (SIGTERM) cancels the consumers first, then finishes,
   replies to and acks every message already delivered, then closes.
+* Connections (:class:`~hopline.wire.connect.Link`): ``rabbitmq_url`` may list
+  several nodes; the processor connects to one (shuffled order), declares and
+  consumes anew on every connection, and moves to another node when it is lost.
+  A watchdog (:class:`~hopline.wire.liveness.Watchdog`) drops a connection that
+  has not answered for one heartbeat timeout. When a connection is lost, the
+  work delivered on it is abandoned at once (its acks cannot reach the broker,
+  which redelivers those requests to a live consumer): no handler starts for it
+  and its handling slots are free for the next connection.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ import time
 import types
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pamqp.commands import Basic
 
 from hopline.handler import Context
@@ -68,8 +76,9 @@ from hopline.wire.batch import (
     decode_requests,
     encode_replies,
 )
-from hopline.wire.connect import connect
+from hopline.wire.connect import Link
 from hopline.wire.errors import ErrorCode
+from hopline.wire.liveness import Watchdog, heartbeat_of
 from processor.calls import Caller
 from processor.config import ProcessorSettings
 from processor.deliveries import count_delivery, failed_deliveries
@@ -103,9 +112,15 @@ class Processor:
         # Only generator functions send partial replies (a function that returns a
         # generator gets its chunks joined): no per-message stream state otherwise.
         self._streaming = self.caller.shape.kind in ("gen", "agen")
-        self._conn: AbstractRobustConnection | None = None
+        self._link: Link | None = None
         self._channel: AbstractChannel | None = None
         self._in_progress: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._generation = 0  # connections made; a delivery belongs to one of them
+        self._of_generation: dict[asyncio.Task[Any], int] = {}
+        self._abandoned_tasks: set[asyncio.Task[Any]] = set()
+        self._watchdog_task: asyncio.Task[None] | None = None
+        self.abandoned = 0  # deliveries dropped because their connection was lost
 
     @property
     def handled(self) -> int:
@@ -118,25 +133,46 @@ class Processor:
         return self.caller.failures + self.malformed
 
     async def start(self, connect_timeout: float = 10.0) -> None:
-        """Run the startup hook, connect, declare the queues, start consuming.
+        """Run the startup hook, connect to one of the addresses, declare, start consuming.
 
         Raises:
             StartupError: the handler module's ``startup()`` raised (nothing consumed).
-            BrokerUnavailable: the broker did not accept a connection in time.
+            BrokerUnavailable: no address accepted a connection in time.
         """
         await self.hooks.run_startup()
+        settings = self.settings
+        self._link = Link(
+            settings.rabbitmq_url,
+            "hopline-processor",
+            self._setup,
+            self._on_lost,
+            attempt_timeout=min(settings.connect_attempt_timeout, connect_timeout),
+            order=settings.rabbitmq_order,
+        )
         try:
-            (self._conn,) = await connect(
-                self.settings.rabbitmq_url, ["hopline-processor"], connect_timeout
-            )
-            self._channel = await self._conn.channel(publisher_confirms=True)
-            await self._channel.set_qos(prefetch_count=self.settings.prefetch)
-            await self.control.start(self._channel)
-            plain, batch = await self.settings.topology.declare(self._channel)
-            await self.consumers.start([plain, batch])
+            await self._link.start(connect_timeout)
         except BaseException:
             await self._close()
             raise
+        heartbeat = heartbeat_of(settings.rabbitmq_url)
+        if heartbeat > 0:  # notice a silent (partitioned) connection within ~2 heartbeats
+            watchdog = Watchdog(self._link, heartbeat, "processor")
+            self._watchdog_task = asyncio.get_running_loop().create_task(watchdog.run())
+
+    @property
+    def connected(self) -> bool:
+        """Whether the processor is consuming on a live connection right now."""
+        return self._link is not None and self._link.ready.is_set()
+
+    async def _setup(self, conn: AbstractConnection) -> None:
+        """On every new connection: channel, prefetch, control queue, input queues, consumers."""
+        channel = await conn.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=self.settings.prefetch)
+        await self.control.start(channel)
+        plain, batch = await self.settings.topology.declare(channel)
+        self._generation += 1
+        self._channel = channel
+        await self.consumers.restart([plain, batch])
         log.info(
             "consuming %s and %s (prefetch %d, %d bytes; handler %s, concurrency %d)",
             plain.name,
@@ -150,6 +186,20 @@ class Processor:
     async def _set_prefetch(self, count: int) -> None:
         assert self._channel is not None
         await self._channel.set_qos(prefetch_count=count)
+
+    def _on_lost(self, exc: BaseException | None) -> None:
+        """The connection is gone: abandon everything delivered on it, at once."""
+        lost = self._generation
+        for task, generation in list(self._of_generation.items()):
+            if generation == lost and not task.done():
+                self._abandoned_tasks.add(task)
+                task.cancel()
+                self.abandoned += 1
+        if self._abandoned_tasks:
+            log.warning(
+                "connection lost; %d delivered requests left to the broker for redelivery",
+                len(self._abandoned_tasks),
+            )
 
     @property
     def in_progress(self) -> int:
@@ -170,9 +220,10 @@ class Processor:
         log.info("stopped after %d requests (%d failed)", self.handled, self.failed)
 
     async def _close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                await self._conn.close()
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
+        if self._link is not None:
+            await self._link.close()
         self.caller.close()
         try:
             await self.hooks.run_shutdown()
@@ -185,11 +236,18 @@ class Processor:
         size = len(message.body)
         self._in_progress.add(task)
         self.consumers.taken(size)
+        self._of_generation[task] = self._generation
         try:
             await self._process(message)
+        except asyncio.CancelledError:
+            if task not in self._abandoned_tasks:
+                raise
+            task.uncancel()  # abandoned with its connection (see _on_lost): a normal end
         finally:
             self._in_progress.discard(task)
             self.consumers.released(size)
+            self._of_generation.pop(task, None)
+            self._abandoned_tasks.discard(task)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}

@@ -14,10 +14,11 @@ import click
 from hopline.client.errors import InvalidURL
 from hopline.client.handshake import validate_url
 from hopline.settings.spec import Group, Setting
+from hopline.wire.addresses import parse_amqp_urls
 from hopline.wire.amqp import QueueTopology
 from hopline.wire.defaults import DEFAULT_INPUT_QUEUE, DEFAULT_RABBITMQ_URL, DEFAULT_WS_URL
 
-__all__ = ["RABBITMQ_URL", "TOKEN", "TOPOLOGY", "URL", "check_amqp_url", "check_ws_url"]
+__all__ = ["RABBITMQ_ORDER", "RABBITMQ_URL", "TOKEN", "TOPOLOGY", "URL", "check_ws_url"]
 
 
 def check_ws_url(ctx: click.Context | None, param: click.Parameter | None, value: str) -> str:
@@ -32,23 +33,38 @@ def check_ws_url(ctx: click.Context | None, param: click.Parameter | None, value
         raise click.BadParameter(str(exc)) from None
 
 
-def check_amqp_url(ctx: click.Context | None, param: click.Parameter | None, value: str) -> str:
-    """Click callback: ``value`` must be AMQP URL(s) (see :func:`parse_amqp_urls`)."""
-    from hopline.wire.connect import parse_amqp_urls  # aio-pika: not for the client commands
-
-    try:
-        parse_amqp_urls(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    return value
-
-
 def _none_if_empty(value: Any) -> Any:
     return value or None
 
 
+def check_amqp_urls(
+    ctx: click.Context | None, param: click.Parameter | None, value: tuple[str, ...] | str
+) -> str:
+    """Click callback: every broker address must be an AMQP URL; one comma list comes out.
+
+    A malformed one is a usage error (exit 2) before anything connects.
+    """
+    try:
+        return ",".join(parse_amqp_urls(value or DEFAULT_RABBITMQ_URL))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 RABBITMQ_URL = Setting(
-    DEFAULT_RABBITMQ_URL, "AMQP URL of RabbitMQ.", env="RABBITMQ_URL", callback=check_amqp_url
+    DEFAULT_RABBITMQ_URL,
+    "AMQP URL of RabbitMQ; repeat it (env: comma-separated) for the nodes of a cluster, "
+    "tried in shuffled order on every (re)connect.",
+    env="RABBITMQ_URL",
+    multiple=True,
+    callback=check_amqp_urls,
+    cli_default=(DEFAULT_RABBITMQ_URL,),
+)
+
+RABBITMQ_ORDER = Setting(
+    "shuffle",
+    "Order to try the RabbitMQ addresses in: shuffle spreads clients over the nodes; "
+    "listed prefers the first (e.g. the node on the same host).",
+    type=click.Choice(["shuffle", "listed"]),
 )
 
 TOPOLOGY = Group(

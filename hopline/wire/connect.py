@@ -1,98 +1,281 @@
-"""Opening AMQP connections, shared by the gateway and the processor."""
+"""Opening AMQP connections over a list of broker addresses (one node or a cluster).
+
+Contract:
+
+* An address list is written as ``RABBITMQ_URL="amqp://a/,amqp://b/"`` or as a
+  repeated ``--rabbitmq-url``; :func:`parse_amqp_urls` splits and checks it and is
+  the one place a malformed URL is refused (``ValueError`` with a one-line message,
+  which the command line turns into a usage error, exit 2).
+* :func:`open_connection` tries the addresses in shuffled order (or as listed),
+  each for at most ``attempt_timeout`` seconds, and returns the first connection
+  made; so a dead node costs one attempt, never the whole start-up.
+* :class:`Link` keeps one connection open for its owner over the whole list: it
+  runs the owner's ``setup`` on every new connection (declare, consume), sets
+  :attr:`Link.ready` only once ``setup`` is done, calls ``on_lost`` as soon as the
+  connection is gone, and reconnects through :func:`open_connection` (a fresh
+  shuffle each round) until it is closed. Channels are not restored behind the
+  owner's back: ``setup`` builds everything anew on each connection.
+* :func:`connect` is the older entry point (robust connections to one address of
+  the list), kept for callers that still rely on aio-pika's channel restoration.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Literal
 
 import aio_pika
-from aio_pika.abc import AbstractRobustConnection
-from yarl import URL
+from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
-__all__ = ["AMQP_SCHEMES", "BrokerUnavailable", "connect", "parse_amqp_urls", "redact_url"]
+from hopline.wire.addresses import AMQP_SCHEMES, parse_amqp_urls, primary_url, redact_url
 
-AMQP_SCHEMES = ("amqp", "amqps")
+__all__ = [
+    "AMQP_SCHEMES",
+    "BrokerUnavailable",
+    "Link",
+    "Order",
+    "connect",
+    "open_connection",
+    "parse_amqp_urls",
+    "primary_url",
+    "redact_url",
+]
+
+log = logging.getLogger(__name__)
+
+Order = Literal["shuffle", "listed"]
+
+#: Pause between two rounds over every address when none answered.
+RETRY_PAUSE = 0.5
+#: Errors that mean "this address did not give us a connection".
+_ATTEMPT_ERRORS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    OSError,
+    ConnectionError,
+    aio_pika.exceptions.AMQPError,
+)
 
 
 class BrokerUnavailable(RuntimeError):
     """The broker could not be reached at start-up; the message is one line for the user."""
 
 
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for logs and errors."""
-    try:
-        parsed = URL(url)
-    except ValueError:
-        return "<invalid url>"
-    if parsed.password:
-        parsed = parsed.with_password("***")
-    return str(parsed)
+def _ordered(urls: Sequence[str], order: Order) -> list[str]:
+    result = list(urls)
+    if order == "shuffle":
+        random.shuffle(result)
+    return result
 
 
-def parse_amqp_urls(values: str | Iterable[str]) -> list[str]:
-    """Split and check broker addresses: each value may itself be a comma-separated list.
-
-    The one place a malformed broker URL is refused; the command line turns the
-    ``ValueError`` into a usage error (exit 2) before anything starts.
-
-    Returns the URLs in the order given, without blanks or duplicates.
+async def open_connection(
+    urls: str | Sequence[str],
+    name: str,
+    attempt_timeout: float,
+    order: Order = "shuffle",
+) -> AbstractConnection:
+    """One (non-robust) connection to the first address that accepts, trying each once.
 
     Raises:
-        ValueError: no address, or one is not ``amqp[s]://[user[:password]@]host[:port][/vhost]``
-            (one line, password redacted).
+        BrokerUnavailable: no address gave a connection; the message names each one
+            with its reason.
     """
-    items = [values] if isinstance(values, str) else list(values)
-    urls: list[str] = []
-    for item in items:
-        for raw in str(item).split(","):
-            text = raw.strip()
-            if not text:
+    reasons: list[str] = []
+    for url in _ordered(parse_amqp_urls(urls), order):
+        try:
+            async with asyncio.timeout(attempt_timeout):
+                return await aio_pika.connect(url, client_properties={"connection_name": name})
+        except _ATTEMPT_ERRORS as exc:
+            reasons.append(f"{redact_url(url)}: {_reason(exc, attempt_timeout)}")
+    raise BrokerUnavailable("cannot reach RabbitMQ at " + "; ".join(reasons))
+
+
+def _reason(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    return str(exc) or type(exc).__name__
+
+
+Setup = Callable[[AbstractConnection], Awaitable[None]]
+Lost = Callable[[BaseException | None], None]
+
+
+class Link:
+    """One connection kept open over an address list; see the module docstring.
+
+    Args:
+        urls: broker addresses (a comma-separated string or a sequence).
+        name: connection name shown in the management UI.
+        setup: coroutine run on every new connection before :attr:`ready` is set;
+            if it raises, the connection is closed and the next address tried.
+        on_lost: called (synchronously) when a ready connection is lost.
+        attempt_timeout: seconds one connection attempt (connect + setup) may take.
+        order: ``shuffle`` (default) or ``listed``.
+    """
+
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        name: str,
+        setup: Setup,
+        on_lost: Lost | None = None,
+        attempt_timeout: float = 5.0,
+        order: Order = "shuffle",
+    ) -> None:
+        self.urls = parse_amqp_urls(urls)
+        self.name = name
+        self.setup = setup
+        self.on_lost = on_lost
+        self.attempt_timeout = attempt_timeout
+        self.order = order
+        self.connection: AbstractConnection | None = None
+        self.ready = asyncio.Event()
+        self.connections_made = 0
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def url(self) -> str | None:
+        """Address of the current connection (redacted), None while disconnected."""
+        conn = self.connection
+        return redact_url(str(conn.url)) if conn is not None and self.ready.is_set() else None
+
+    async def start(self, timeout: float) -> None:
+        """Connect (trying every address, round after round) within ``timeout``, then keep going.
+
+        Raises:
+            BrokerUnavailable: not ready within ``timeout``; nothing is left running.
+        """
+        first_error: list[str] = []
+        self._task = asyncio.get_running_loop().create_task(self._run(first_error))
+        try:
+            async with asyncio.timeout(timeout):
+                await self.ready.wait()
+        except TimeoutError:
+            await self.close()
+            reason = first_error[-1] if first_error else f"no connection within {timeout:g} s"
+            raise BrokerUnavailable(reason) from None
+
+    async def close(self) -> None:
+        """Stop reconnecting and close the connection."""
+        self._closing = True
+        self.ready.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        conn, self.connection = self.connection, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def drop(self, reason: str) -> None:
+        """Close the current connection (e.g. found silent) so that the link reconnects."""
+        conn = self.connection
+        if conn is not None and not conn.is_closed:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.attempt_timeout):
+                    await conn.close(ConnectionError(reason))
+
+    async def _run(self, errors: list[str]) -> None:
+        while not self._closing:
+            conn = await self._connect_round(errors)
+            if conn is None:
+                await asyncio.sleep(RETRY_PAUSE)
                 continue
-            _check_url(text)
-            if text not in urls:
-                urls.append(text)
-    if not urls:
-        raise ValueError("no RabbitMQ address given (expected amqp://user:password@host:port/)")
-    return urls
+            lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+            def closed(_: object, exc: BaseException | None = None, lost=lost) -> None:
+                if not lost.done():
+                    lost.set_result(exc)
+
+            conn.close_callbacks.add(closed)
+            if conn.is_closed:
+                closed(conn)
+            self.connection = conn
+            self.connections_made += 1
+            self.ready.set()
+            log.info("%s connected to %s", self.name, redact_url(str(conn.url)))
+            exc = await lost
+            self.ready.clear()
+            if self._closing:
+                return
+            log.warning("%s connection to %s lost: %s", self.name, redact_url(str(conn.url)), exc)
+            if self.on_lost is not None:
+                self.on_lost(exc)
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _connect_round(self, errors: list[str]) -> AbstractConnection | None:
+        """Try every address once; a connection whose ``setup`` finished, or None."""
+        for url in _ordered(self.urls, self.order):
+            conn: AbstractConnection | None = None
+            try:
+                async with asyncio.timeout(self.attempt_timeout):
+                    conn = await aio_pika.connect(
+                        url, client_properties={"connection_name": self.name}
+                    )
+                    await self.setup(conn)
+                return conn
+            except asyncio.CancelledError:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                raise
+            except Exception as exc:
+                message = f"cannot reach RabbitMQ at {redact_url(url)}: " + _reason(
+                    exc, self.attempt_timeout
+                )
+                errors.append(message)
+                log.info("%s: %s", self.name, message)
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(1.0):
+                            await conn.close()
+        return None
 
 
-def _check_url(text: str) -> None:
-    shown = redact_url(text) if "://" in text else text
-    hint = "expected amqp://user:password@host:port/vhost"
-    try:
-        url = URL(text)
-        port = url.port
-    except ValueError:
-        raise ValueError(f"not an AMQP URL: {shown!r} ({hint})") from None
-    if url.scheme not in AMQP_SCHEMES:
-        raise ValueError(f"not an AMQP URL: {shown!r} (scheme must be amqp or amqps; {hint})")
-    if not url.host:
-        raise ValueError(f"not an AMQP URL: {shown!r} (no host; {hint})")
-    if port is not None and not 0 < port < 65536:
-        raise ValueError(f"not an AMQP URL: {shown!r} (bad port; {hint})")
-    for key in ("heartbeat", "connection_timeout"):
-        value = url.query.get(key)
-        if value is not None and not value.isdigit():
-            raise ValueError(f"not an AMQP URL: {shown!r} ({key} must be a whole number)")
-
-
-async def connect(url: str, names: list[str], timeout: float) -> list[AbstractRobustConnection]:
+async def connect(
+    url: str | Sequence[str],
+    names: list[str],
+    timeout: float,
+    order: Order = "shuffle",
+) -> list[AbstractRobustConnection]:
     """Open one robust connection per name (shown in the management UI) within ``timeout``.
+
+    With several addresses, each connection goes to the first one (in ``order``) that
+    accepts; aio-pika then reconnects to that same address.
 
     Raises:
         BrokerUnavailable: a connection could not be made in time; the ones already
             open are closed first.
     """
+    urls = _ordered(parse_amqp_urls(url), order)
+    per_attempt = max(timeout / len(urls), 0.5)
     connections: list[AbstractRobustConnection] = []
+    reasons: list[str] = []
     try:
-        async with asyncio.timeout(timeout):
-            for name in names:
-                connections.append(
-                    await aio_pika.connect_robust(url, client_properties={"connection_name": name})
-                )
-    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+        for name in names:
+            for candidate in urls:
+                try:
+                    async with asyncio.timeout(per_attempt):
+                        conn = await aio_pika.connect_robust(
+                            candidate, client_properties={"connection_name": name}
+                        )
+                except _ATTEMPT_ERRORS as exc:
+                    reasons.append(f"{redact_url(candidate)}: {_reason(exc, per_attempt)}")
+                    continue
+                connections.append(conn)
+                break
+            else:
+                raise BrokerUnavailable("cannot reach RabbitMQ at " + "; ".join(reasons))
+    except BaseException:
         for conn in connections:
-            await conn.close()
-        reason = str(exc) or type(exc).__name__
-        raise BrokerUnavailable(f"cannot reach RabbitMQ at {redact_url(url)}: {reason}") from None
+            with contextlib.suppress(Exception):
+                await conn.close()
+        raise
     return connections

@@ -6,14 +6,16 @@ Two gaps in aiormq (the AMQP layer under aio-pika) that the gateway fills here:
   disk) is raised, and says so with ``connection.blocked`` in answer to their next
   publish; it lifts the block with ``connection.unblocked``. aiormq records both
   but exposes them only through ``Connection.ready()`` (which waits), so
-  :func:`is_blocked` reads its flag; with an aiormq that lacks it, it answers
-  False and publishes simply end at their deadline.
+  :func:`is_blocked` reads its flag (through :mod:`hopline.wire._aiormq_compat`);
+  with an aiormq that lacks it, it answers False and publishes simply end at
+  their deadline.
 * aiormq declares a silent connection dead only after ``3 x (heartbeat + 1)``
   seconds (9 s for ``?heartbeat=2``, 3 min for the default 60). :class:`Watchdog`
   probes the connection with a round trip every ``heartbeat / 2`` seconds and
   reports it dead once a probe has gone ``heartbeat`` seconds without an answer
   (so a partition is noticed within about twice the heartbeat interval), then
-  closes it so that aio-pika reconnects.
+  closes it so that aio-pika (or a :class:`~hopline.wire.connect.Link`) reconnects.
+  It watches either one connection or whatever connection a ``Link`` holds now.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, Protocol
 
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from yarl import URL
+
+from hopline.wire._aiormq_compat import unblocked_event
 
 __all__ = ["Watchdog", "heartbeat_of", "is_blocked"]
 
@@ -36,13 +40,20 @@ AIORMQ_DEFAULT_HEARTBEAT = 60
 def is_blocked(connection: Any) -> bool:
     """Whether the broker has blocked ``connection`` (an aio-pika connection) from publishing."""
     transport = getattr(connection, "transport", None)
-    underlying = getattr(transport, "connection", None)
-    unblocked = getattr(underlying, "_Connection__connection_unblocked", None)
+    unblocked = unblocked_event(getattr(transport, "connection", None))
     return unblocked is not None and not unblocked.is_set()
 
 
+class HoldsConnection(Protocol):
+    """Anything with a current connection (a :class:`~hopline.wire.connect.Link`)."""
+
+    @property
+    def connection(self) -> AbstractConnection | None: ...
+
+
 def heartbeat_of(url: str) -> int:
-    """The heartbeat timeout an AMQP URL asks for (``?heartbeat=N``; aiormq's default 60)."""
+    """The heartbeat timeout an AMQP URL (the first of a list) asks for (aiormq's default 60)."""
+    url = url.split(",")[0].strip()
     try:
         return int(URL(url).query.get("heartbeat", AIORMQ_DEFAULT_HEARTBEAT))
     except ValueError:
@@ -50,29 +61,42 @@ def heartbeat_of(url: str) -> int:
 
 
 class Watchdog:
-    """Probe one robust connection; :attr:`silent` once a probe waits ``timeout`` s.
+    """Probe one connection; :attr:`silent` once a probe waits ``timeout`` s.
 
     Args:
-        connection: the aio-pika robust connection to watch.
+        connection: the aio-pika connection to watch, or a holder of the current one.
         timeout: seconds a probe may wait for its answer (the heartbeat timeout).
         name: for logs.
     """
 
-    def __init__(self, connection: AbstractRobustConnection, timeout: float, name: str) -> None:
-        self.connection = connection
+    def __init__(
+        self, connection: AbstractConnection | HoldsConnection, timeout: float, name: str
+    ) -> None:
+        self.source = connection
         self.timeout = timeout
         self.name = name
         self.silent = False
         self._channel: AbstractChannel | None = None
+        self._watched: AbstractConnection | None = None
+
+    @property
+    def connection(self) -> AbstractConnection | None:
+        """The connection watched right now."""
+        if isinstance(self.source, AbstractConnection):
+            return self.source
+        return self.source.connection
 
     async def run(self) -> None:
         """Probe forever (cancel to stop)."""
         interval = self.timeout / 2
         while True:
             await asyncio.sleep(interval)
-            if self.connection.is_closed or not self.connection.connected.is_set():
+            connection = self.connection
+            if connection is not self._watched:  # a new connection: start afresh
+                self._watched, self._channel, self.silent = connection, None, False
+            if connection is None or connection.is_closed or not connection.connected.is_set():
                 continue  # aio-pika knows already and is reconnecting
-            if is_blocked(self.connection):
+            if is_blocked(connection):
                 continue  # a blocked connection is silent on purpose
             probe = asyncio.ensure_future(self._probe())
             done, _ = await asyncio.wait({probe}, timeout=self.timeout)
@@ -88,15 +112,17 @@ class Watchdog:
             await self._drop(probe)
 
     async def _probe(self) -> None:
+        connection = self._watched
         with contextlib.suppress(Exception):  # a failure is an answer: the link is alive
             if self._channel is None or self._channel.is_closed:
-                self._channel = await self.connection.channel(publisher_confirms=False)
+                assert connection is not None
+                self._channel = await connection.channel(publisher_confirms=False)
             await self._channel.set_qos(prefetch_count=0)
 
     async def _drop(self, probe: asyncio.Future[None]) -> None:
         """Close the silent connection so that aio-pika reconnects; wait for the probe to end."""
         waiting: set[asyncio.Future[Any]] = {probe}
-        transport = self.connection.transport
+        transport = self._watched.transport if self._watched is not None else None
         if transport is not None:
             reason = ConnectionError("no answer from RabbitMQ")
             waiting.add(asyncio.ensure_future(transport.connection.close(reason)))

@@ -1,0 +1,102 @@
+"""Broker address lists: parsing, failing over at connect, and reconnecting on loss."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aio_pika.abc import AbstractConnection
+
+from hopline.broker_node import free_port
+from hopline.wire.connect import (
+    BrokerUnavailable,
+    Link,
+    connect,
+    open_connection,
+    parse_amqp_urls,
+    redact_url,
+)
+from tests.helpers import eventually
+
+
+def dead_url() -> str:
+    """An AMQP URL where nothing listens."""
+    return f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+
+
+def test_comma_lists_and_repeats_are_one_list() -> None:
+    urls = parse_amqp_urls(["amqp://a/, amqp://b:5673/", "amqps://u:p@c/vh", "amqp://a/"])
+    assert urls == ["amqp://a/", "amqp://b:5673/", "amqps://u:p@c/vh"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["garbage", "http://host/", "amqp://", "amqp://h:99999/", "amqp://h/?heartbeat=x", " , "],
+)
+def test_malformed_addresses_are_refused_in_one_line(value: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_amqp_urls(value)
+    assert "\n" not in str(info.value)
+
+
+def test_passwords_never_appear_in_errors_or_logs() -> None:
+    with pytest.raises(ValueError) as info:
+        parse_amqp_urls("amqp://u:secret@h:99999/")
+    assert "secret" not in str(info.value)
+    assert redact_url("amqp://u:secret@a/,amqp://u:secret@b/").count("***") == 2
+
+
+@pytest.mark.parametrize("order", ["shuffle", "listed"])
+async def test_a_dead_address_is_skipped(rabbitmq_url: str, order: str) -> None:
+    conn = await open_connection([dead_url(), rabbitmq_url], "test", 2.0, order)  # type: ignore
+    try:
+        assert str(conn.url).startswith(rabbitmq_url.rstrip("/"))
+    finally:
+        await conn.close()
+    robust = await connect([dead_url(), rabbitmq_url], ["a", "b"], 4.0)
+    for c in robust:
+        await c.close()
+
+
+async def test_no_address_answers_names_each_one() -> None:
+    first, second = dead_url(), dead_url()
+    with pytest.raises(BrokerUnavailable) as info:
+        await open_connection([first, second], "test", 1.0)
+    assert redact_url(first) in str(info.value) and redact_url(second) in str(info.value)
+
+
+async def test_link_reconnects_and_runs_setup_again(rabbitmq_url: str) -> None:
+    """A lost connection: on_lost at once, ready cleared, a new connection set up again."""
+    setups: list[AbstractConnection] = []
+    lost: list[BaseException | None] = []
+
+    async def setup(conn: AbstractConnection) -> None:
+        channel = await conn.channel()
+        await channel.declare_queue("", exclusive=True)
+        setups.append(conn)
+
+    link = Link([dead_url(), rabbitmq_url], "test-link", setup, lost.append, attempt_timeout=2)
+    await link.start(timeout=10)
+    try:
+        assert link.ready.is_set() and len(setups) == 1
+        first = link.connection
+        assert first is not None and first.transport is not None
+        await first.transport.connection.close(ConnectionError("cut"))
+        await eventually(lambda: bool(lost), message="on_lost called")
+        await eventually(lambda: link.ready.is_set() and len(setups) == 2, message="set up again")
+        assert link.connection is not first and link.connections_made == 2
+    finally:
+        await link.close()
+    assert not link.ready.is_set()
+
+
+async def test_link_that_never_connects_fails_within_its_timeout() -> None:
+    async def setup(conn: AbstractConnection) -> None:
+        raise AssertionError("never called")
+
+    link = Link([dead_url()], "test-link", setup, attempt_timeout=0.5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(BrokerUnavailable, match="cannot reach RabbitMQ"):
+        await link.start(timeout=1.5)
+    assert loop.time() - started < 3
