@@ -19,7 +19,19 @@ Contract:
   own exclusive reply queue, and ``expiration`` = the request timeout. Replies with
   an unknown correlation id (late, duplicate, foreign) are dropped and counted.
 * Publishing and consuming use separate connections, so a broker that blocks
-  publishers (memory alarm) still delivers the replies already queued.
+  publishers (memory alarm) still delivers the replies already queued. Each is a
+  :class:`~hopline.wire.connect.Link` over every broker address (a cluster): on
+  loss it reconnects to another node, and everything is declared anew there.
+* Ready means ready: :attr:`Broker.connected` (and so ``/health``, and whether a
+  request is published at all) holds only while the publish channel is open, the
+  reply queue is declared and consumed, and no watchdog finds a connection silent.
+* Each consume connection gets a fresh reply queue name (an exclusive queue of a
+  lost connection may linger on its node, and a reply sent there is lost). When
+  the reply path is lost, every request waiting on it fails at once with
+  ``unavailable`` ("may or may not have run"): nothing waits for its deadline.
+* A publish the broker refuses (nack) is ``busy`` only when the queue has a limit
+  and is full (see :meth:`Broker._refused`); otherwise (a quorum queue without a
+  leader during a node loss) it is ``unavailable``.
 * Streamed replies (:mod:`hopline.wire.batch`, :mod:`gateway.partials`): every
   message asks for partial replies (:data:`~hopline.wire.amqp.STREAM_HEADER`); their
   chunks go to the requests' ``on_chunk`` as they arrive (or are joined into the
@@ -42,9 +54,9 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractConnection,
     AbstractIncomingMessage,
     AbstractQueue,
-    AbstractRobustConnection,
 )
 from aiormq.exceptions import ChannelInvalidStateError, DeliveryError, PublishError
 from pamqp.commands import Basic
@@ -74,7 +86,7 @@ from hopline.wire.batch import (
     encode_cancel,
 )
 from hopline.wire.batch import encode_requests as encode_batch
-from hopline.wire.connect import connect, redact_url
+from hopline.wire.connect import Link, redact_url
 from hopline.wire.errors import ErrorCode, Failure
 from hopline.wire.liveness import Watchdog, heartbeat_of, is_blocked
 
@@ -97,6 +109,9 @@ MAX_PUBLISHES_IN_FLIGHT = 1
 
 Outgoing = tuple[InFlight, bytes, Properties, str]  # entry, body, properties, routing key
 
+#: Seconds one queue-depth probe answers for every publish refused meanwhile.
+DEPTH_PROBE_REUSE = 0.2
+
 
 class Broker:
     """Owns the AMQP connections of one gateway process. See the module docstring."""
@@ -114,8 +129,8 @@ class Broker:
         self._memory = MemoryReturner()
         self._flush_scheduled = False
         self._publishing = 0
-        self._publish_conn: AbstractRobustConnection | None = None
-        self._consume_conn: AbstractRobustConnection | None = None
+        self._publish_link: Link | None = None
+        self._consume_link: Link | None = None
         self._publish_channel: AbstractChannel | None = None
         self._monitor_channel: AbstractChannel | None = None
         self._reply_queue: AbstractQueue | None = None
@@ -124,6 +139,7 @@ class Broker:
         self._closing = False
         self._idle: asyncio.Event | None = None
         self._watchdogs: list[Watchdog] = []
+        self._depth_probes: dict[str, tuple[float, asyncio.Task[int | None]]] = {}
 
     # Views for /health, /stats and tests
 
@@ -154,6 +170,16 @@ class Broker:
 
     # Lifecycle
 
+    @property
+    def _publish_conn(self) -> AbstractConnection | None:
+        """The publish connection right now (None while reconnecting)."""
+        return self._publish_link.connection if self._publish_link is not None else None
+
+    @property
+    def _consume_conn(self) -> AbstractConnection | None:
+        """The consume connection right now (None while reconnecting)."""
+        return self._consume_link.connection if self._consume_link is not None else None
+
     async def start(self, connect_timeout: float = 10.0) -> None:
         """Connect, declare the queues, start consuming replies.
 
@@ -161,27 +187,40 @@ class Broker:
             BrokerUnavailable: the broker did not accept a connection in time.
         """
         url = self.settings.rabbitmq_url
-        self._publish_conn, self._consume_conn = await connect(
-            url, ["hopline-gateway-publish", "hopline-gateway-consume"], connect_timeout
+        settings = self.settings
+        self._publish_link = Link(
+            url,
+            "hopline-gateway-publish",
+            self._setup_publish,
+            self._publish_lost,
+            attempt_timeout=min(settings.connect_attempt_timeout, connect_timeout),
+            order=settings.rabbitmq_order,
         )
-        self._publish_channel = await self._publish_conn.channel(
-            publisher_confirms=True, on_return_raises=True
+        self._consume_link = Link(
+            url,
+            "hopline-gateway-consume",
+            self._setup_consume,
+            self._consume_lost,
+            attempt_timeout=min(settings.connect_attempt_timeout, connect_timeout),
+            order=settings.rabbitmq_order,
         )
-        consume_channel = await self._consume_conn.channel()
-        self._monitor_channel = await self._consume_conn.channel()
-        await self.settings.topology.declare(self._monitor_channel)
-        self._reply_queue = await consume_channel.declare_queue(
-            self.reply_queue_name, exclusive=True, auto_delete=True
-        )
-        await self._reply_queue.consume(self._on_reply, no_ack=True)
+        try:
+            await asyncio.gather(
+                self._publish_link.start(connect_timeout),
+                self._consume_link.start(connect_timeout),
+            )
+        except BaseException:
+            await self._publish_link.close()
+            await self._consume_link.close()
+            raise
         await self.sample_queues()
         self._spawn(self._monitor_loop())
         self._spawn(self._deadline_loop())
         heartbeat = heartbeat_of(url)
         if heartbeat > 0:  # notice a silent (partitioned) connection within ~2 heartbeats
             self._watchdogs = [
-                Watchdog(self._publish_conn, heartbeat, "publish"),
-                Watchdog(self._consume_conn, heartbeat, "consume"),
+                Watchdog(self._publish_link, heartbeat, "publish"),
+                Watchdog(self._consume_link, heartbeat, "consume"),
             ]
             for watchdog in self._watchdogs:
                 self._spawn(watchdog.run())
@@ -191,6 +230,36 @@ class Broker:
             self.reply_queue_name,
             "active" if self.batching_active else "inactive",
         )
+
+    async def _setup_publish(self, conn: AbstractConnection) -> None:
+        """On every publish connection: one channel with publisher confirms."""
+        self._publish_channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
+
+    async def _setup_consume(self, conn: AbstractConnection) -> None:
+        """On every consume connection: the input queues, and a fresh reply queue consumed."""
+        monitor_channel = await conn.channel()
+        await self.settings.topology.declare(monitor_channel)
+        consume_channel = await conn.channel()
+        name = f"hopline.reply.{uuid.uuid4()}"
+        queue = await consume_channel.declare_queue(name, exclusive=True, auto_delete=True)
+        await queue.consume(self._on_reply, no_ack=True)
+        self._monitor_channel = monitor_channel
+        self._reply_queue = queue
+        self.reply_queue_name = name
+        self.monitor.reachable()
+
+    def _consume_lost(self, exc: BaseException | None) -> None:
+        """The reply path is gone: nobody will see a reply to what is pending now."""
+        self._reply_queue = None
+        if self.table.pending:
+            log.warning("reply path lost; failing %d pending requests", self.table.pending)
+        self.fail_pending(
+            "the connection to RabbitMQ was lost; the request may or may not have run"
+        )
+
+    def _publish_lost(self, exc: BaseException | None) -> None:
+        """Unconfirmed publishes fail through their own exception; nothing else to do."""
+        self._publish_channel = None
 
     def stop_accepting(self) -> None:
         """Refuse new requests (``unavailable``) from now on; pending ones still get replies."""
@@ -208,18 +277,26 @@ class Broker:
         for task in list(self._tasks):
             task.cancel()
         self.fail_pending("gateway is shutting down")
-        for conn in (self._publish_conn, self._consume_conn):
-            if conn is not None:
+        for link in (self._publish_link, self._consume_link):
+            if link is not None:
                 with contextlib.suppress(Exception):
-                    await conn.close()
+                    await link.close()
 
     @property
     def connected(self) -> bool:
-        """Whether both connections are up right now (and answer, see hopline.wire.liveness)."""
-        return all(
-            conn is not None and not conn.is_closed and conn.connected.is_set()
-            for conn in (self._publish_conn, self._consume_conn)
-        ) and not any(watchdog.silent for watchdog in self._watchdogs)
+        """Whether requests can go out and replies come back right now (see module docstring)."""
+        links = (self._publish_link, self._consume_link)
+        if not all(link is not None and link.ready.is_set() for link in links):
+            return False
+        channel, queue = self._publish_channel, self._reply_queue
+        if channel is None or channel.is_closed or queue is None or queue.channel.is_closed:
+            return False
+        return not any(watchdog.silent for watchdog in self._watchdogs)
+
+    @property
+    def broker_address(self) -> str | None:
+        """The node the reply path is connected to right now (redacted URL), if any."""
+        return self._consume_link.url if self._consume_link is not None else None
 
     async def wait_idle(self) -> None:
         """Return once no request is pending."""
@@ -363,7 +440,9 @@ class Broker:
         self, entry: InFlight, body: bytes, properties: Properties, routing_key: str
     ) -> None:
         channel = self._publish_channel
-        assert channel is not None
+        if channel is None or channel.is_closed:
+            self._fail(entry, ErrorCode.UNAVAILABLE, "broker connection is down")
+            return
         remaining = entry.deadline - asyncio.get_running_loop().time()
         try:
             if channel.is_closed:
@@ -384,7 +463,7 @@ class Broker:
         except PublishError:
             self._fail(entry, ErrorCode.UNAVAILABLE, f"no queue {routing_key!r} to route to")
         except DeliveryError:
-            self._fail(entry, ErrorCode.BUSY, "the broker refused the request (queue full)")
+            self._spawn(self._refused(entry, routing_key))
         except TimeoutError:
             self._fail(entry, ErrorCode.TIMEOUT, "publish not confirmed before the deadline")
         except asyncio.CancelledError:
@@ -392,6 +471,53 @@ class Broker:
         except Exception as exc:
             log.debug("publish failed: %r", exc)
             self._fail(entry, ErrorCode.UNAVAILABLE, "broker connection is down")
+
+    async def _refused(self, entry: InFlight, queue: str) -> None:
+        """End a refused (nacked) publish: ``busy`` if the queue is at its limit, else not.
+
+        RabbitMQ's nack carries no reason. A queue with a byte limit is taken as full
+        (its bytes are not sampled); with a length limit, the queue's depth right now
+        decides (at least half full: busy); without a limit, or when the depth cannot
+        be read, the queue was not available (a quorum queue electing a leader).
+        """
+        topology = self.settings.topology
+        full = topology.max_bytes is not None
+        if not full and topology.max_length is not None:
+            depth = await self._depth(queue)
+            full = depth is not None and depth * 2 >= topology.max_length
+        if full:
+            self._fail(entry, ErrorCode.BUSY, "the broker refused the request (queue full)")
+        else:
+            self._fail(
+                entry,
+                ErrorCode.UNAVAILABLE,
+                "the broker refused the request (queue not available); it was not queued",
+            )
+
+    async def _depth(self, queue: str) -> int | None:
+        """Ready messages in ``queue`` now (one passive declare shared by a burst of callers)."""
+        loop = asyncio.get_running_loop()
+        cached = self._depth_probes.get(queue)
+        if cached is None or loop.time() - cached[0] > DEPTH_PROBE_REUSE:
+            cached = (loop.time(), loop.create_task(self._probe_depth(queue)))
+            self._depth_probes[queue] = cached
+        return await asyncio.shield(cached[1])
+
+    async def _probe_depth(self, queue: str) -> int | None:
+        conn = self._consume_conn
+        if conn is None or conn.is_closed:
+            return None
+        try:
+            async with asyncio.timeout(1.0):
+                channel = await conn.channel()
+                try:
+                    declared = await channel.declare_queue(queue, passive=True)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await channel.close()
+        except Exception:
+            return None
+        return declared.declaration_result.message_count or 0
 
     # Replies
 
@@ -466,10 +592,19 @@ class Broker:
                 log.debug("queue sampling failed: %r", exc)
 
     async def sample_queues(self) -> None:
-        """Sample the input queues now (see :class:`~gateway.monitor.QueueMonitor`)."""
-        channel = self._monitor_channel
-        if channel is None or channel.is_closed or not self.connected:
+        """Sample the input queues now (see :class:`~gateway.monitor.QueueMonitor`).
+
+        A failed sample (the queue is unreachable: a classic queue whose node is down)
+        closes the channel; the next sample opens a new one on the consume connection.
+        """
+        if not self.connected:
             return
+        channel = self._monitor_channel
+        if channel is None or channel.is_closed:
+            conn = self._consume_conn
+            if conn is None or conn.is_closed:
+                return
+            channel = self._monitor_channel = await conn.channel()
         await self.monitor.sample(channel)
 
 

@@ -15,7 +15,7 @@ from typing import Literal
 import click
 
 from hopline.settings import Setting, setting
-from hopline.settings.common import RABBITMQ_URL, TOPOLOGY
+from hopline.settings.common import RABBITMQ_ORDER, RABBITMQ_URL, TOPOLOGY
 from hopline.wire.amqp import QueueTopology
 from hopline.wire.defaults import DEFAULT_GATEWAY_PORT
 
@@ -72,7 +72,7 @@ class GatewaySettings:
             answered); more get ``busy`` at once. 0 means no cap.
         no_consumer_grace: seconds the input queues may have no consumer before new
             requests get ``unavailable`` at once instead of waiting for their
-            deadline in a queue nobody reads. 0 disables.
+            deadline in a queue nobody reads, and ``/health`` says 503. 0 disables.
         max_pending_bytes: most payload bytes pending in this gateway; more get
             ``busy`` at once. 0 means no cap.
         compression: ``deflate`` negotiates permessage-deflate with clients that
@@ -80,8 +80,9 @@ class GatewaySettings:
         max_message_size: largest frame accepted from a client, in bytes
             (larger frames close the socket with 1009).
         persistent: publish requests as persistent messages.
-        management_url: optional RabbitMQ management API base URL, used for queue
-            statistics (adds unacknowledged counts).
+        management_url: optional RabbitMQ management API base URL (or a
+            comma-separated list, one per node), used for queue statistics (adds
+            unacknowledged counts, queue type and leader).
         stats_interval: seconds between two queue-depth samples.
         handshake_timeout: seconds a new connection may take to send its HTTP
             request; slower ones are dropped.
@@ -118,11 +119,16 @@ class GatewaySettings:
             (non-browser clients) are always allowed.
         workers: gateway processes sharing the port (see :mod:`hopline.workers`);
             read by the command, a :class:`~gateway.server.Gateway` is one of them.
+        rabbitmq_order: ``shuffle`` tries the broker addresses in random order on
+            every (re)connect; ``listed`` in the order given.
+        connect_attempt_timeout: seconds one broker address may take to connect
+            and set up before the next one is tried.
         token_secret: HS256 secret; when set, ``/ws`` and ``/stream`` require a
             valid JWT (see :mod:`gateway.security`).
     """
 
     rabbitmq_url: str = RABBITMQ_URL.field()
+    rabbitmq_order: Literal["shuffle", "listed"] = RABBITMQ_ORDER.field()
     host: str = setting("0.0.0.0", "Listen address.")
     port: int = setting(
         DEFAULT_GATEWAY_PORT, "Listen port (0 picks a free one).", type=click.IntRange(0, 65535)
@@ -178,7 +184,9 @@ class GatewaySettings:
         False, "Publish requests as persistent messages.", off_flag="--transient"
     )
     management_url: str | None = setting(
-        None, "RabbitMQ management API base URL, for unacked counts in /stats."
+        None,
+        "RabbitMQ management API base URL (comma-separated: one per node), for unacked "
+        "counts, queue type and leader in /stats.",
     )
     workers: int = setting(
         1,
@@ -187,6 +195,7 @@ class GatewaySettings:
         type=click.IntRange(min=1),
     )
     stats_interval: float = 1.0
+    connect_attempt_timeout: float = 3.0
     handshake_timeout: float = setting(
         10.0,
         "Seconds a new connection may take to send its HTTP request.",

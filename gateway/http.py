@@ -136,19 +136,26 @@ def not_found(path: str) -> Response:
 
 
 def health(gw: Gateway) -> Response:
-    """``GET /health``: 200 ``healthy`` while the broker is connected and not draining, else 503.
+    """``GET /health``: 200 ``healthy`` while requests can be served, else 503.
+
+    Healthy means: the reply path and publish channel are up (``broker``), the
+    gateway is not draining, and the input queues are reachable and consumed
+    (``input_queue``: ``ok`` or the reason; see :class:`gateway.monitor.QueueMonitor`).
 
     Everything in it is this process' own; ``worker`` says which of the gateway
     processes sharing the port (``--workers``) answered: ``index`` (0-based),
     ``count``, ``pid`` and its ``reply_queue``.
     """
     connected = gw.broker.connected
-    healthy = connected and not gw.draining
+    problem = gw.broker.monitor.input_problem() if connected else None
+    healthy = connected and not gw.draining and problem is None
     body = {
         "status": "healthy" if healthy else "unhealthy",
         "active_websockets": gw.active_websockets,
         "pending_requests": gw.broker.pending_requests,
         "broker": "connected" if connected else "disconnected",
+        "broker_node": gw.broker.broker_address,
+        "input_queue": problem or "ok",
         "draining": gw.draining,
         "batching": gw.broker.batching_active,
         "worker": _worker(gw),
@@ -182,7 +189,11 @@ def stats(gw: Gateway) -> Response:
          "dropped_replies_total": n,
          "queues": {"source": "amqp"|"management", "sampled_at": <unix s>|null,
                     "interval": <s>,
-                    "items": [{"name": s, "ready": n, "unacked": n|null, "consumers": n}]}}
+                    "items": [{"name": s, "ready": n, "unacked": n|null, "consumers": n,
+                               "type": s|null, "leader": s|null}]}}
+
+    ``type`` and ``leader`` (the node holding the queue or its quorum leader) are
+    known only with ``--management-url``.
     """
     broker, m = gw.broker, gw.metrics
     body = {
@@ -203,7 +214,14 @@ def stats(gw: Gateway) -> Response:
             "sampled_at": broker.queues_sampled_at,
             "interval": gw.settings.stats_interval,
             "items": [
-                {"name": q.name, "ready": q.ready, "unacked": q.unacked, "consumers": q.consumers}
+                {
+                    "name": q.name,
+                    "ready": q.ready,
+                    "unacked": q.unacked,
+                    "consumers": q.consumers,
+                    "type": q.type,
+                    "leader": q.leader,
+                }
                 for q in broker.queues.values()
             ],
         },

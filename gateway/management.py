@@ -39,12 +39,18 @@ class ManagementError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class QueueSample:
-    """Depth of one queue at one moment; ``unacked`` is None when the source can't tell."""
+    """Depth of one queue at one moment; ``unacked`` is None when the source can't tell.
+
+    ``type`` (classic, quorum) and ``leader`` (the node holding the queue, or its
+    quorum leader) come from the management API only.
+    """
 
     name: str
     ready: int
     consumers: int
     unacked: int | None = None
+    type: str | None = None
+    leader: str | None = None
 
 
 def _first(urls: str) -> str:
@@ -87,6 +93,7 @@ def _get(url: str, auth: str, timeout: float) -> Any:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the response's socket
         raise ManagementError(f"HTTP {exc.code} from {url}") from None
     except (OSError, ValueError) as exc:
         raise ManagementError(f"{url}: {exc}") from None
@@ -101,6 +108,8 @@ def _parse(name: str, doc: Any) -> QueueSample:
         ready=int(doc.get("messages_ready") or 0),
         unacked=int(unacked) if isinstance(unacked, int) else None,
         consumers=int(doc.get("consumers") or 0),
+        type=str(doc["type"]) if doc.get("type") else None,
+        leader=str(doc.get("leader") or doc.get("node") or "") or None,
     )
 
 

@@ -4,8 +4,13 @@ Passive AMQP declares give ready counts and consumers at once; they drive the
 batching decision (``--batching auto``: batch while hopline processors consume the
 batch queue) and the queue-depth gauges. With ``settings.management_url`` the
 reported samples come from the management API instead, adding unacknowledged
-counts (``source == "management"``); when it fails, the AMQP samples are
-reported (``source == "amqp"``).
+counts, the queue type and its leader node (``source == "management"``); when
+it fails, the AMQP samples are reported (``source == "amqp"``).
+
+Input queue health (:meth:`QueueMonitor.input_problem`): the input queues are
+unhealthy while the latest declare failed (a classic queue whose node is down
+cannot be reached from any other node) or while no consumer has been seen on them
+for ``no_consumer_grace`` seconds.
 """
 
 from __future__ import annotations
@@ -46,6 +51,20 @@ class QueueMonitor:
         self.source = "amqp"
         self.batching_active = settings.batching == "on"
         self.unattended_since: float | None = None
+        self.input_error: str | None = None
+
+    def reachable(self) -> None:
+        """The input queues were just declared successfully (on a new connection)."""
+        self.input_error = None
+
+    def input_problem(self) -> str | None:
+        """Why the input queues cannot serve requests right now, or None."""
+        if self.input_error is not None:
+            return self.input_error
+        grace = self.settings.no_consumer_grace
+        if self.unattended(grace):
+            return f"no processor has consumed the input queues for over {grace:g} s"
+        return None
 
     async def sample(self, channel: AbstractChannel) -> None:
         """Declare the input queues passively-equivalently and record what they report.
@@ -54,7 +73,12 @@ class QueueMonitor:
             Exception: whatever the channel raises (the caller logs and retries).
         """
         topology = self.settings.topology
-        plain, batch = await topology.declare(channel)
+        try:
+            plain, batch = await topology.declare(channel)
+        except Exception as exc:
+            self.input_error = f"input queue {topology.input_queue!r} unreachable: {exc}"
+            raise
+        self.input_error = None
         samples = [_sample(plain), _sample(batch)]
         reported, source = samples, "amqp"
         if self.settings.management_url:
