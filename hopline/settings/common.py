@@ -58,6 +58,7 @@ RABBITMQ_URL = Setting(
     multiple=True,
     callback=check_amqp_urls,
     cli_default=(DEFAULT_RABBITMQ_URL,),
+    show_default=DEFAULT_RABBITMQ_URL,
 )
 
 RABBITMQ_ORDER = Setting(
