@@ -12,8 +12,9 @@ Contract:
 * :class:`Link` keeps one connection open for its owner over the whole list: it
   runs the owner's ``setup`` on every new connection (declare, consume), sets
   :attr:`Link.ready` only once ``setup`` is done, calls ``on_lost`` as soon as the
-  connection is gone, and reconnects through :func:`open_connection` (a fresh
-  shuffle each round) until it is closed. Channels are not restored behind the
+  connection is gone, and reconnects (a fresh shuffle each round, the address
+  just lost tried last: a partitioned node only answers with silence, costing a
+  whole attempt timeout) until it is closed. Channels are not restored behind the
   owner's back: ``setup`` builds everything anew on each connection.
 * :func:`connect` is the older entry point (robust connections to one address of
   the list), kept for callers that still rely on aio-pika's channel restoration.
@@ -134,6 +135,9 @@ class Link:
         self.connection: AbstractConnection | None = None
         self.ready = asyncio.Event()
         self.connections_made = 0
+        self.last_errors: list[str] = []
+        self._current: str | None = None
+        self._suspect: str | None = None  # the address whose connection was lost last
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -144,20 +148,31 @@ class Link:
         return redact_url(str(conn.url)) if conn is not None and self.ready.is_set() else None
 
     async def start(self, timeout: float) -> None:
-        """Connect (trying every address, round after round) within ``timeout``, then keep going.
+        """Connect within ``timeout``, then keep the connection (reconnecting) until closed.
+
+        Like aio-pika's ``fail_fast``, start-up gives up after one round in which every
+        address failed (a wrong password or a stopped broker is reported at once);
+        once connected, the link retries for ever.
 
         Raises:
-            BrokerUnavailable: not ready within ``timeout``; nothing is left running.
+            BrokerUnavailable: no address gave a connection (each one's reason, in one
+                line), or none within ``timeout``; nothing is left running.
         """
-        first_error: list[str] = []
-        self._task = asyncio.get_running_loop().create_task(self._run(first_error))
+        round_failed = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(round_failed))
+        ready = asyncio.ensure_future(self.ready.wait())
+        failed = asyncio.ensure_future(round_failed.wait())
         try:
-            async with asyncio.timeout(timeout):
-                await self.ready.wait()
-        except TimeoutError:
-            await self.close()
-            reason = first_error[-1] if first_error else f"no connection within {timeout:g} s"
-            raise BrokerUnavailable(reason) from None
+            await asyncio.wait({ready, failed}, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            ready.cancel()
+            failed.cancel()
+        if self.ready.is_set():
+            return
+        await self.close()
+        errors = self.last_errors
+        reason = "; ".join(errors) if errors else f"no connection within {timeout:g} s"
+        raise BrokerUnavailable(reason)
 
     async def close(self) -> None:
         """Stop reconnecting and close the connection."""
@@ -181,10 +196,11 @@ class Link:
                 async with asyncio.timeout(self.attempt_timeout):
                     await conn.close(ConnectionError(reason))
 
-    async def _run(self, errors: list[str]) -> None:
+    async def _run(self, round_failed: asyncio.Event) -> None:
         while not self._closing:
-            conn = await self._connect_round(errors)
+            conn = await self._connect_round()
             if conn is None:
+                round_failed.set()
                 await asyncio.sleep(RETRY_PAUSE)
                 continue
             lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
@@ -204,15 +220,25 @@ class Link:
             self.ready.clear()
             if self._closing:
                 return
+            self._suspect = self._current
             log.warning("%s connection to %s lost: %s", self.name, redact_url(str(conn.url)), exc)
             if self.on_lost is not None:
                 self.on_lost(exc)
             with contextlib.suppress(Exception):
                 await conn.close()
 
-    async def _connect_round(self, errors: list[str]) -> AbstractConnection | None:
-        """Try every address once; a connection whose ``setup`` finished, or None."""
-        for url in _ordered(self.urls, self.order):
+    async def _connect_round(self) -> AbstractConnection | None:
+        """Try every address once; a connection whose ``setup`` finished, or None.
+
+        Why each address failed is in :attr:`last_errors` afterwards.
+        """
+        errors: list[str] = []
+        self.last_errors = errors
+        order = _ordered(self.urls, self.order)
+        if self._suspect in order:  # the address just lost goes last: it may be partitioned
+            order.remove(self._suspect)
+            order.append(self._suspect)
+        for url in order:
             conn: AbstractConnection | None = None
             try:
                 async with asyncio.timeout(self.attempt_timeout):
@@ -220,6 +246,7 @@ class Link:
                         url, client_properties={"connection_name": self.name}
                     )
                     await self.setup(conn)
+                self._current = url
                 return conn
             except asyncio.CancelledError:
                 if conn is not None:
