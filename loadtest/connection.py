@@ -78,8 +78,14 @@ class Sink(Protocol):
         now_ns: int,
         outcome: Outcome,
         code: str | None,
+        first_ns: int | None = None,
+        chunks: int = 1,
     ) -> None:
-        """Request ``seq`` got a reply at ``now_ns`` (``code`` for error replies)."""
+        """Request ``seq`` got a reply at ``now_ns`` (``code`` for error replies).
+
+        A streamed reply: ``first_ns`` is when its first chunk arrived and ``chunks``
+        the frames it took (the last one included).
+        """
 
     def on_unresolved(self, conn: Connection, seq: int, start_ns: int, outcome: Outcome) -> None:
         """Request ``seq`` timed out or was lost with its connection."""
@@ -117,6 +123,7 @@ class Connection(asyncio.Protocol):
         self.closing = False  # we started closing: the loss is not a disconnect
         self.lost = False
         self.seq = 0
+        self._streams: dict[int, tuple[int, int]] = {}  # seq -> (first chunk ns, chunks)
         self.core: ClientCore[None] = ClientCore(codec.protocol, timeout_ns)  # at: start ns
         self.dirty = False
         self._out: list[bytes] = []  # request frames not yet written
@@ -176,7 +183,9 @@ class Connection(asyncio.Protocol):
         seq = self.seq = self.seq + 1
         if self.ws.state is _OPEN:  # else the request is lost with the connection
             self._out.append(text_frame(self.codec.frame(seq)))
-        self.core.track(seq, start_ns, None)
+        # The value is the send time too: a chunk restarts the core's timeout clock (its
+        # ``at``), while latencies are measured from the send.
+        self.core.track(seq, start_ns, start_ns)
 
     @property
     def waiting(self) -> int:
@@ -227,7 +236,9 @@ class Connection(asyncio.Protocol):
     def expire(self, now_ns: int) -> None:
         """Resolve as timed out every request started ``timeout_ns`` or more before ``now_ns``."""
         for late in self.core.expire(now_ns):
-            self.sink.on_unresolved(self, late.id, late.at, Outcome.TIMEOUT)  # type: ignore[arg-type]
+            if self._streams:
+                self._streams.pop(late.id, None)  # type: ignore[arg-type]
+            self.sink.on_unresolved(self, late.id, late.value, Outcome.TIMEOUT)  # type: ignore[arg-type]
 
     # internals
 
@@ -256,17 +267,29 @@ class Connection(asyncio.Protocol):
                 outcome = Outcome.OK
             else:
                 outcome = Outcome.MISMATCH
-            self.sink.on_reply(self, seq, event.at, now, outcome, None)  # type: ignore[union-attr, arg-type]
+            if self._streams and seq in self._streams:
+                first, n = self._streams.pop(seq)
+                self.sink.on_reply(self, seq, event.value, now, outcome, None, first, n + 1)  # type: ignore[union-attr, arg-type]
+            else:
+                self.sink.on_reply(self, seq, event.value, now, outcome, None)  # type: ignore[union-attr, arg-type]
         elif cls is Failed:
             code = event.failure.code.value  # type: ignore[union-attr]
-            self.sink.on_reply(self, event.id, event.at, now, Outcome.ERROR, code)  # type: ignore[union-attr, arg-type]
+            if self._streams:
+                self._streams.pop(event.id, None)  # type: ignore[union-attr, arg-type]
+            self.sink.on_reply(self, event.id, event.value, now, Outcome.ERROR, code)  # type: ignore[union-attr, arg-type]
         elif cls is Unmatched:
             self.sink.on_unmatched()
-        # a Chunk: a streamed reply goes on; the request is timed to its last frame
+        else:  # a Chunk: a streamed reply goes on; the request is timed to its last frame
+            key: int = event.id  # type: ignore[union-attr, assignment]
+            state = self._streams.get(key)
+            if state is None:
+                self._streams[key] = (now, 1)
+            else:
+                self._streams[key] = (state[0], state[1] + 1)
 
     def _resolve_all(self, outcome: Outcome) -> None:
         for lost in self.core.close():
-            self.sink.on_unresolved(self, lost.id, lost.at, outcome)  # type: ignore[arg-type]
+            self.sink.on_unresolved(self, lost.id, lost.value, outcome)  # type: ignore[arg-type]
 
     def _expect_close(self) -> None:
         if self._close_timer is None and self.transport is not None:

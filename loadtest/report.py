@@ -22,6 +22,11 @@ unless the key says ``_s``; latency keys are ``null`` when there was no reply::
       "error_codes": {"busy": 3, ...},              # error replies by code
       "throughput": {"sent_per_s", "replies_per_s", "ok_per_s"},
       "latency_ms": {"count", "min", "mean", "p50", "p90", "p99", "p999", "max"},
+                                                    # to the last chunk of a streamed reply
+      "first_chunk_ms": {... as latency_ms},        # to the first chunk (= latency_ms for
+                                                    # replies in one frame; no error replies)
+      "chunks": {"streamed_replies",                # replies in more than one frame
+                 "total", "per_streamed_reply"},    # their frames (null: none streamed)
       "connections": {"target", "opened", "failed", "failures": {"refused": 2, ...},
                       "max_open", "drops", "reconnects",
                       "connect_ms": {"count", "min", "mean", "p50", "p90", "p99", "p999",
@@ -117,6 +122,18 @@ def build_report(result: RunResult, slos: list[SLOResult], exit_code: int) -> di
             "ok_per_s": per_s(c["ok"]),
         },
         "latency_ms": latency_summary(agg.total),
+        "first_chunk_ms": latency_summary(result.first_chunk_hist),
+        "chunks": {
+            "total": result.chunks,
+            "streamed_replies": result.streamed,
+            "per_streamed_reply": (
+                round(
+                    (result.chunks - (replies - c["error"] - result.streamed)) / result.streamed, 1
+                )
+                if result.streamed
+                else None
+            ),
+        },
         "connections": {
             "target": settings.connections,
             "opened": result.opened,
@@ -208,6 +225,15 @@ def render(report: dict[str, Any], console: Console) -> None:
         f"p50 {_ms(lat['p50'])} · p90 {_ms(lat['p90'])} · p99 {_ms(lat['p99'])} · "
         f"p99.9 {_ms(lat['p999'])} · max {_ms(lat['max'])}",
     )
+    chunks = report.get("chunks") or {}
+    if chunks.get("streamed_replies"):
+        fc = report["first_chunk_ms"]
+        table.add_row(
+            "streamed",
+            f"{chunks['streamed_replies']} replies · "
+            f"{chunks['per_streamed_reply']:g} chunks each · first chunk p50 {_ms(fc['p50'])}"
+            f" · p99 {_ms(fc['p99'])} (latency: to the last)",
+        )
     cms = conn["connect_ms"]
     table.add_row(
         "connections",

@@ -52,6 +52,9 @@ class RunResult:
     settings: LoadSettings
     aggregate: Aggregate
     connect_hist: HdrHistogram = field(default_factory=new_histogram)
+    first_chunk_hist: HdrHistogram = field(default_factory=new_histogram)
+    streamed: int = 0  # replies that came in more than one frame (chunks)
+    chunks: int = 0  # frames of those replies
     connect_failures: dict[str, int] = field(default_factory=dict)
     opened: int = 0
     max_open: int = 0
@@ -171,6 +174,11 @@ def _merge_finals(result: RunResult, finals: list[dict[str, Any]], load_ns: int)
         hist = decode(f["connect_hist"])
         if hist.get_total_count():
             result.connect_hist.add(hist)
+        first = decode(f["first_chunk_hist"])
+        if first.get_total_count():
+            result.first_chunk_hist.add(first)
+        result.chunks += f["chunks"]
+        result.streamed += f["streamed"]
         result.opened += f["opened"]
         result.max_open += f["max_open"]
         result.drops += f["drops"]

@@ -87,6 +87,9 @@ class Worker:
             plan.worker, plan.load_ns, plan.ledger_format if plan.ledger_path else None
         )
         self.connect_recorder = Recorder()
+        self.first_chunk_recorder = Recorder()  # time to first chunk of every reply
+        self.streamed = 0  # replies that came in more than one frame (chunks)
+        self.chunks = 0  # frames of those replies
         self.connect_failures: dict[str, int] = {}
         self.ready: list[Connection] = []
         self.conns: set[Connection] = set()
@@ -351,9 +354,22 @@ class Worker:
         now_ns: int,
         outcome: Outcome,
         code: str | None,
+        first_ns: int | None = None,
+        chunks: int = 1,
     ) -> None:
-        """A reply resolved request ``seq`` of ``conn``; a closed loop sends the next one."""
+        """A reply resolved request ``seq`` of ``conn``; a closed loop sends the next one.
+
+        Its time to last chunk is the latency; its time to first chunk (the same for a
+        reply in one frame) goes to its own histogram.
+        """
         self.tally.replied(conn.index, seq, start_ns, now_ns, outcome, code)
+        if outcome is not Outcome.ERROR:
+            self.first_chunk_recorder.record(
+                ((now_ns if first_ns is None else first_ns) - start_ns) // 1000
+            )
+            if chunks > 1:
+                self.streamed += 1
+                self.chunks += chunks
         self.waiting -= 1
         self.last_done_ns = now_ns
         if self.sending:
@@ -444,6 +460,9 @@ class Worker:
         report.update(
             final=True,
             connect_hist=self.connect_recorder.take(),
+            first_chunk_hist=self.first_chunk_recorder.take(),
+            chunks=self.chunks,
+            streamed=self.streamed,
             connect_failures=dict(self.connect_failures),
             opened=self.opened,
             max_open=self.max_open,

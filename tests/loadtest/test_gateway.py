@@ -111,3 +111,30 @@ async def test_token_opens_an_authenticated_gateway(stack: Stack, tmp_path: Path
     assert data["requests"]["ok"] == 10
     assert data["settings"]["token"] is True
     assert token not in (tmp_path / "report.json").read_text()
+
+
+async def test_streamed_replies_report_time_to_first_chunk_and_chunk_counts(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A streaming handler: first-chunk percentiles below the last-chunk ones, 5 chunks each."""
+
+    async def five(payload: str | bytes) -> Any:
+        for i in range(5):
+            await asyncio.sleep(0.02)
+            yield f"{i} "
+
+    gw = await stack.gateway()
+    await stack.processor(five)
+    await stack.batching_ready(gw)
+    code, data, err = await loadtest(
+        tmp_path, "--url", ws_url(gw), "-c", "4", "--in-flight", "2", "-n", "40",
+        "--expect", "none",
+    )  # fmt: skip
+    assert code == 0, err
+    assert data["requests"]["ok"] == 40, data["requests"]
+    assert data["chunks"] == {"streamed_replies": 40, "total": 200, "per_streamed_reply": 5.0}
+    assert data["requests"]["unmatched_replies"] == 0
+    first, last = data["first_chunk_ms"], data["latency_ms"]
+    assert first["count"] == last["count"] == 40
+    assert first["p50"] < last["p50"], "the first chunk came no earlier than the last"
+    assert last["p50"] - first["p50"] >= 40, "chunks 20 ms apart: the last comes >= 60 ms later"
