@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import signal
 import sys
 from typing import Any
@@ -96,30 +97,87 @@ def run_stack(settings: GatewaySettings, kw: dict[str, Any]) -> int:
     taken = port_problem(settings.host, settings.port)
     if taken is not None:
         raise UpError(listen_error(settings.host, settings.port, taken))
-    private: PrivateBroker | None = None
-    children = Children(READY_LINE)
-    try:
-        problem = broker_problem(settings.rabbitmq_url)
-        if problem is not None:
-            private = _private_broker(settings.rabbitmq_url, problem, kw["private_broker"])
-            settings = dataclasses.replace(settings, rabbitmq_url=private.url)
-        env = {"RABBITMQ_URL": settings.rabbitmq_url}
+    with _Guard(Children(READY_LINE)) as guard:
         try:
-            children.start([processor_argv(kw) for _ in range(kw["processors"])], env)
-            children.wait_ready(START_TIMEOUT)
-        except ChildFailed as exc:
-            raise UpError(f"processor {exc}") from None
-        except TimeoutError:
-            raise UpError(
-                f"the processors did not start consuming within {START_TIMEOUT:g} s"
-            ) from None
-        return _run_gateway(settings, kw, private, children)
-    finally:
-        try:
-            children.stop(settings.drain_timeout + 5)
+            problem = broker_problem(settings.rabbitmq_url)
+            if problem is not None:
+                guard.private = _private_broker(
+                    settings.rabbitmq_url, problem, kw["private_broker"], guard
+                )
+                settings = dataclasses.replace(settings, rabbitmq_url=guard.private.url)
+            env = {"RABBITMQ_URL": settings.rabbitmq_url}
+            children = guard.children
+            try:
+                children.start([processor_argv(kw) for _ in range(kw["processors"])], env)
+                children.wait_ready(START_TIMEOUT)
+            except ChildFailed as exc:
+                raise UpError(f"processor {exc}") from None
+            except TimeoutError:
+                raise UpError(
+                    f"the processors did not start consuming within {START_TIMEOUT:g} s"
+                ) from None
+            return _run_gateway(settings, kw, guard)
+        except _Interrupted as exc:
+            return INTERRUPTED if exc.signal == signal.SIGINT else OK
         finally:
-            if private is not None:
-                remove_private_broker(private)
+            guard.cleaning = True  # from here on, a signal kills instead of interrupting
+            guard.children.stop(settings.drain_timeout + 5)
+            if guard.private is not None:
+                guard.private.cleanup()
+
+
+class _Interrupted(Exception):
+    """SIGINT or SIGTERM arrived outside the event loop (start-up, private node)."""
+
+    def __init__(self, sig: signal.Signals) -> None:
+        super().__init__(sig.name)
+        self.signal = sig
+
+
+class _Guard:
+    """Signals while ``up`` runs outside the event loop.
+
+    The first SIGINT/SIGTERM interrupts what is starting (:class:`_Interrupted`), and
+    the clean-up runs; a signal during the clean-up, or a second one, kills the
+    children and the private node at once, removes the node's data directory and
+    exits with 130. So neither a second Ctrl-C nor a SIGTERM during start-up leaves
+    the node behind.
+    """
+
+    def __init__(self, children: Children) -> None:
+        self.children = children
+        self.private: PrivateBroker | None = None
+        self.cleaning = False
+        self._signalled = False
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> _Guard:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def install(self) -> None:
+        """(Re)install the handlers: the event loop's own replace them while it runs."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.signal(sig, self._on_signal)
+            self._previous.setdefault(sig, previous)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self._signalled or self.cleaning:
+            self.forced()
+            os._exit(INTERRUPTED)
+        self._signalled = True
+        raise _Interrupted(signal.Signals(signum))
+
+    def forced(self) -> None:
+        """Kill the children and the private node now, and remove the node's data."""
+        self.children.kill()
+        if self.private is not None:
+            self.private.kill()
+            self.private.cleanup()
 
 
 def _nothing_listens_locally(urls: str) -> bool:
@@ -136,7 +194,7 @@ def _nothing_listens_locally(urls: str) -> bool:
     return True
 
 
-def _private_broker(url: str, problem: str, allowed: bool) -> PrivateBroker:
+def _private_broker(url: str, problem: str, allowed: bool, guard: _Guard) -> PrivateBroker:
     if not _nothing_listens_locally(url):
         raise UpError(problem)
     if not allowed or rabbitmq_server_path() is None:
@@ -144,27 +202,12 @@ def _private_broker(url: str, problem: str, allowed: bool) -> PrivateBroker:
     click.echo(
         f"RabbitMQ at {redact_url(url)} does not answer; starting a private node...", err=True
     )
-    private = PrivateBroker()
+    guard.private = private = PrivateBroker()  # run_stack removes it, whatever happens
     try:
         private.start()
     except (OSError, RuntimeError, TimeoutError) as exc:
-        remove_private_broker(private)
         raise UpError(f"could not start a private RabbitMQ node: {exc}") from None
-    except BaseException:  # Ctrl-C while it starts
-        remove_private_broker(private)
-        raise
     return private
-
-
-def remove_private_broker(private: PrivateBroker) -> None:
-    """Stop the node and remove its data directory; a Ctrl-C meanwhile kills it instead."""
-    try:
-        private.cleanup()
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        private.kill()
-        private.cleanup()
-        raise
 
 
 def _banner(
@@ -189,17 +232,13 @@ def _banner(
     click.echo("\n".join(lines))
 
 
-def _run_gateway(
-    settings: GatewaySettings,
-    kw: dict[str, Any],
-    private: PrivateBroker | None,
-    children: Children,
-) -> int:
+def _run_gateway(settings: GatewaySettings, kw: dict[str, Any], guard: _Guard) -> int:
     workers = kw.get("workers", 1) or 1
     processors = kw["processors"]
+    children = guard.children
 
     def banner(port: int) -> None:
-        _banner(settings, port, processors, workers, private is not None)
+        _banner(settings, port, processors, workers, guard.private is not None)
 
     if workers > 1:
         from hopline.workers import WorkerStartError, serve_workers
@@ -217,16 +256,12 @@ def _run_gateway(
         await gw.stop()  # drain first: the processors still answer in-flight requests
         await asyncio.to_thread(children.stop, settings.drain_timeout + 5)
 
-    def forced() -> None:
-        children.kill()
-        if private is not None:
-            private.kill()
-            private.cleanup()
-
     try:
-        received = run(run_until_signalled(gw.start, stop, lambda: banner(gw.port), forced))
+        received = run(run_until_signalled(gw.start, stop, lambda: banner(gw.port), guard.forced))
     except BrokerUnavailable as exc:
         raise UpError(str(exc)) from None
     except OSError as exc:
         raise UpError(listen_error(settings.host, settings.port, exc)) from None
+    finally:
+        guard.install()  # the loop's handlers are gone; ours cover the rest of the clean-up
     return INTERRUPTED if received == signal.SIGINT else OK

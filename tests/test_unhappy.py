@@ -393,9 +393,20 @@ def node_processes(base: Path) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("when", ["starting", "running"])
-def test_second_ctrl_c_never_leaves_the_private_broker_behind(when: str) -> None:
-    """Row 3: Ctrl-C twice, while the node starts or once up: no node, no data dir left."""
+@pytest.mark.parametrize(
+    ("when", "signals", "code"),
+    [
+        ("starting", [signal.SIGINT, signal.SIGINT], 130),
+        ("running", [signal.SIGINT, signal.SIGINT], 130),
+        ("starting", [signal.SIGTERM], 0),
+    ],
+    ids=["ctrl-c-twice-starting", "ctrl-c-twice-running", "sigterm-starting"],
+)
+def test_up_never_leaves_the_private_broker_behind(
+    when: str, signals: list[signal.Signals], code: int
+) -> None:
+    """Row 3: Ctrl-C twice (while the node starts, or once up) or SIGTERM while it
+    starts: no node process, no data directory left."""
     tmp = Path(tempfile.mkdtemp(prefix="hopline-test-", dir="/tmp"))
     tmp.chmod(0o755)  # the node runs as the rabbitmq user
     argv = [sys.executable, "-m", "hopline", "up", "--port", "0", "--processors", "1"]
@@ -417,11 +428,12 @@ def test_second_ctrl_c_never_leaves_the_private_broker_behind(when: str) -> None
                 assert line, f"up exited early: {proc.communicate()[1]}"
                 output += line
             assert "private node" in output
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.2)  # the second Ctrl-C of an impatient user, during the clean stop
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
-        assert proc.returncode == 130
+        for number, sig in enumerate(signals):
+            if number:
+                time.sleep(0.2)  # the second Ctrl-C of an impatient user, during the stop
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == code, err
         assert not any(tmp.glob("hopline-rabbit-*")), "the node's data directory was left"
         assert not node_processes(tmp), "the node was left running"
     finally:
