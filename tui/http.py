@@ -8,6 +8,8 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
+from hopline.client.handshake import classify, classify_status
+
 __all__ = ["HttpError", "get_json"]
 
 
@@ -35,7 +37,7 @@ async def get_json(url: str, headers: dict[str, str] | None = None, limit: int =
             host, port, ssl=ssl.create_default_context() if secure else None, limit=limit
         )
     except OSError as exc:
-        raise HttpError(f"cannot connect to {parts.netloc}: {exc.strerror or exc}") from None
+        raise HttpError(f"cannot connect to {parts.netloc}: {classify(exc)}") from None
     try:
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         await writer.drain()
@@ -58,7 +60,7 @@ async def get_json(url: str, headers: dict[str, str] | None = None, limit: int =
         raise HttpError(f"{parts.netloc} did not answer HTTP")
     status = int(fields[1])
     if status != 200:
-        raise HttpError(f"HTTP {status} from {parts.path or '/'}")
+        raise HttpError(f"{classify_status(status)} from {parts.path or '/'}")
     try:
         return json.loads(body)
     except ValueError:

@@ -192,6 +192,9 @@ class Client:
             self._core.abandon(request_id)
             await self.wait_closed()
             raise ConnectionLost(self._close_reason or "connection lost") from None
+        except BaseException:  # cancelled, or data websockets cannot send: not waiting
+            self._core.abandon(request_id)
+            raise
         self._arm()
         return request_id
 

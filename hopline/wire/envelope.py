@@ -147,7 +147,10 @@ def encode_request(client_id: ClientId, data: str) -> str:
 
     Raises:
         ValueError: ``client_id`` is not a string, a finite number or None.
+        TypeError: ``data`` is not a string.
     """
+    if not isinstance(data, str):
+        raise TypeError(f"hopline.v1 request data must be a str, not {type(data).__name__}")
     if isinstance(client_id, bool) or not isinstance(client_id, str | int | float | None):
         raise ValueError(f"a hopline.v1 id must be a string or a number, not {client_id!r}")
     if isinstance(client_id, float) and not math.isfinite(client_id):

@@ -268,3 +268,13 @@ def test_frames_may_arrive_as_bytes_or_bytearray() -> None:
     plain.send("x", 0.0, None)
     error = bytearray(encode_plain_error(ErrorCode.BUSY, "full").encode())
     assert plain.receive(error, 1.0) == Failed(1, Failure(ErrorCode.BUSY, "full"), 0.0, None)
+
+
+def test_a_request_that_cannot_be_encoded_is_not_kept_waiting() -> None:
+    """Bad data or a bad id raise before the request is tracked."""
+    core: ClientCore[None] = ClientCore()
+    with pytest.raises(TypeError):
+        core.send(b"bytes", 0.0, None)
+    with pytest.raises(ValueError):
+        core.send("x", 0.0, None, id=True)
+    assert len(core) == 0
