@@ -61,10 +61,9 @@ async def _open_raw(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrit
     return reader, writer, protocol
 
 
-async def _flood(port: int, duration: float, kind: str) -> dict[str, object]:
+async def _flood_once(port: int, deadline: float, kind: str) -> tuple[int, int, int | None]:
     reader, writer, protocol = await _open_raw(port)
     sent = received = 0
-    deadline = time.monotonic() + duration
 
     async def read() -> None:
         nonlocal received
@@ -75,10 +74,15 @@ async def _flood(port: int, duration: float, kind: str) -> dict[str, object]:
                 break
             protocol.receive_data(data)
             received += len(protocol.events_received())
+            for data in protocol.data_to_send():  # answer the close frame
+                if data:
+                    writer.write(data)
 
     reading = asyncio.get_running_loop().create_task(read())
     with contextlib.suppress(ConnectionError, RuntimeError):
         while time.monotonic() < deadline and not reading.done():
+            if protocol.state is not State.OPEN:
+                break
             for _ in range(500):
                 if kind == "ping":
                     protocol.send_ping(b"")
@@ -86,13 +90,36 @@ async def _flood(port: int, duration: float, kind: str) -> dict[str, object]:
                     protocol.send_text(b"hello")
             sent += 500
             for data in protocol.data_to_send():
-                writer.write(data)
+                if data:
+                    writer.write(data)
             await writer.drain()
+            await asyncio.sleep(0)  # let the reader read the replies back
+    if not reading.done():  # closed by the server: read until its close frame / EOF
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(1.0):
+                await asyncio.shield(reading)
     reading.cancel()
     with contextlib.suppress(asyncio.CancelledError, ConnectionError):
         await reading
     writer.transport.abort()
-    return {"sent": sent, "received": received, "close_code": protocol.close_code}
+    return sent, received, protocol.close_code
+
+
+async def _flood(port: int, duration: float, kind: str) -> dict[str, object]:
+    """Flood from one socket; when the gateway closes it, open another (for ``duration``)."""
+    deadline = time.monotonic() + duration
+    sent = received = sockets = 0
+    codes: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        try:
+            s, r, code = await _flood_once(port, deadline, kind)
+        except (ConnectionError, OSError):
+            await asyncio.sleep(0.01)
+            continue
+        sockets += 1
+        sent, received = sent + s, received + r
+        codes[str(code)] = codes.get(str(code), 0) + 1
+    return {"sockets": sockets, "frames_sent": sent, "frames_received": received, "close": codes}
 
 
 async def _subprotocol(port: int, duration: float) -> dict[str, object]:

@@ -37,6 +37,7 @@ from websockets.protocol import Protocol, State
 __all__ = [
     "READ_SLICE",
     "HookedConnection",
+    "answer_and_close",
     "can_send_now",
     "check",
     "fail",
@@ -291,6 +292,12 @@ def fail(ws: ServerConnection, code: int, reason: str, abort_after: float) -> No
         transport.abort()
     else:
         ws.loop.call_later(abort_after, transport.abort)
+
+
+def answer_and_close(ws: ServerConnection, response: bytes) -> None:
+    """Write a raw HTTP ``response`` before websockets answered, and close (no handshake)."""
+    ws.transport.write(response)
+    ws.transport.close()
 
 
 def forget_request(ws: ServerConnection) -> None:

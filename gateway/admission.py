@@ -174,8 +174,7 @@ class GatewayConnection(compat.HookedConnection):
         if total <= self.settings.max_header_bytes:
             return True
         log.debug("refused %s: request head over %d bytes", self.remote_address, total)
-        self.transport.write(HEAD_TOO_LARGE)
-        self.transport.close()
+        compat.answer_and_close(self, HEAD_TOO_LARGE)
         return False
 
     def on_lost(self) -> None:
