@@ -2,14 +2,12 @@
 
 Contract (see docs/browser.md):
 
-* **Events.** Every event carries an ``id:`` (``<stream>.<n>``). A streamed reply
-  (a generator handler) is one ``message`` event per chunk, sent as each arrives (the
-  first one starts the ``200`` response even for clients that did not ask for
-  ``text/event-stream``; a failure after it is an ``event: error``). Any other reply is one
-  ``message`` event (its lines as ``data:`` lines; ``\\r\\n`` and ``\\r`` arrive as
-  ``\\n``); the stream always ends with ``event: end`` (empty data), then the
-  response ends. A failed request sends ``event: error`` whose ``data:`` is the JSON
-  error of plain mode (``{"error": {"code": ..., "message": ...}}``) before ``end``.
+* **Events.** Every event carries an ``id:`` (``<stream>.<n>``). The reply is one
+  ``message`` event, or one per chunk of a streamed reply as it arrives (their lines
+  as ``data:`` lines; ``\\r\\n`` and ``\\r`` arrive as ``\\n``); the stream always
+  ends with ``event: end`` (empty data), then the response ends. A failed request
+  sends ``event: error`` whose ``data:`` is the JSON error of plain mode
+  (``{"error": {"code": ..., "message": ...}}``) before ``end``.
 * **At most once.** A client that sent ``Accept: text/event-stream`` (every
   EventSource) gets the response head at once, with ``retry:`` and an id-only block,
   *before* the request is published. Any reconnect therefore carries
@@ -20,9 +18,10 @@ Contract (see docs/browser.md):
 * **HTTP status mapping** for other clients (curl, ``fetch`` without that Accept):
   the head waits for the outcome; an error is a plain HTTP error (504 timeout, 503
   busy/unavailable, 413 too large, 502 processor error, 400 bad request) whose body
-  is the JSON error; a reply is a ``200`` event stream as above.
+  is the JSON error; a reply (or the first chunk) starts a ``200`` event stream as
+  above, after which a failure can only be an ``error`` event.
 * **The client goes away** while waiting: the request is cancelled (its reply, if it
-  still comes, is dropped).
+  still comes, is dropped; a streaming handler is told to stop).
 * The response is written straight to the connection's transport (no
   Content-Length, ``Connection: close``), so events can be sent as they come.
 """
@@ -177,8 +176,7 @@ async def stream(
     response was written here and the connection closed (websockets then sends
     nothing).
     """
-    # The CORS headers that process_response would add to a returned response.
-    out = EventStream(conn, http.cors_for(gw, request))
+    out = EventStream(conn, http.cors_for(gw, request))  # what process_response would add
     if wants_event_stream(request):
         out.start()  # before publishing: any reconnect now carries Last-Event-ID
     message = unquote(raw_message)
@@ -197,45 +195,68 @@ async def stream(
     else:
         if not out.started:
             out.start()
-        out.send(result if isinstance(result, str) else result.decode(errors="replace"))
+        out.send(_text(result))
     out.send("", event="end")
     await out.finish()
     return await _closed(conn)
 
 
+def _text(payload: str | bytes) -> str:
+    return payload if isinstance(payload, str) else payload.decode(errors="replace")
+
+
 async def _run(
     gw: Gateway, conn: ServerConnection, message: str, out: EventStream
 ) -> Result | None:
-    """Publish ``message`` and wait for its outcome; None if the client left first."""
-    done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+    """Publish ``message``, send the chunks of a streamed reply as they come, and return
+    the outcome (the last chunk or whole reply, or the failure); None if the client left.
+
+    The first chunk starts the response (200) for a client that has not got its head
+    yet; from then on a failure can only be an ``error`` event.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Result] = loop.create_future()
+    chunks: list[str] = []
+    news = asyncio.Event()
+
+    def on_chunk(request: Request, chunk: str | bytes) -> None:
+        chunks.append(_text(chunk))
+        news.set()
 
     def on_done(request: Request, result: Result) -> None:
         if not done.done():
             done.set_result(result)
-
-    def on_chunk(request: Request, chunk: str | bytes) -> None:
-        # A streamed reply: one event per chunk as it arrives (the last is the result).
-        if not out.started:
-            out.start()
-        out.send(chunk if isinstance(chunk, str) else chunk.decode(errors="replace"))
+        news.set()
 
     request = Request(message, on_done, None, on_chunk)
     gw.broker.submit(request)
     lost = conn.connection_lost_waiter
     try:
-        while not done.done():
-            await asyncio.wait(
-                [done, lost], timeout=KEEPALIVE_INTERVAL, return_when=asyncio.FIRST_COMPLETED
-            )
-            if lost.done() and not done.done():
-                gw.broker.cancel(request)
+        while True:
+            if chunks:
+                if not out.started:
+                    out.start()
+                for chunk in chunks:
+                    out.send(chunk)
+                chunks.clear()
+                await out.drain()  # a client that does not read holds the stream back
+                continue  # chunks that came during the drain go before the outcome
+            if done.done():
+                return done.result()
+            if lost.done():
+                gw.broker.cancel(request)  # the processor is told; a generator is closed
                 return None
-            if not done.done() and out.started:
+            news.clear()
+            waiter = loop.create_task(news.wait())
+            await asyncio.wait(
+                [waiter, lost], timeout=KEEPALIVE_INTERVAL, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            if not news.is_set() and not lost.done() and out.started:
                 out.keepalive()
     except asyncio.CancelledError:
         gw.broker.cancel(request)
         raise
-    return done.result()
 
 
 async def _closed(conn: ServerConnection) -> Response:

@@ -81,3 +81,10 @@ class GatedWords:
                 yield f"{payload!s}{i},"
         finally:
             self.closed.set()
+
+
+async def broken_stream(payload: str | bytes) -> AsyncIterator[str]:
+    """Streams 'one', 'two', then fails (a processor_error after chunks went out)."""
+    yield "one"
+    yield "two"
+    raise RuntimeError("broke mid-stream")

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, Page
-from websockets.asyncio.server import ServerConnection, serve
 
 from gateway.security import mint_token
 from gateway.server import Gateway
@@ -18,7 +14,7 @@ from gateway.stream_token import mint_stream_token
 from tests.browser.conftest import Pages, gateway_base
 from tests.conftest import Stack
 from tests.helpers import eventually, requests_total
-from tests.sample_handlers import Counting, Gate
+from tests.sample_handlers import Counting, Gate, GatedWords, broken_stream
 
 SECRET = "browser-test-secret-long-enough-for-hs256"
 
@@ -122,57 +118,59 @@ async def test_a_failed_handshake_is_diagnosed(
     assert (status["state"], status["code"], status["diagnosis"]) == ("closed", 1006, case)
 
 
-@contextlib.asynccontextmanager
-async def chunking_peer() -> AsyncIterator[str]:
-    """A scripted hopline.v1 peer that streams: 'count' -> chunks 1, 2 (more) then 3; 'fail'
-    -> chunk 1 (more) then an error frame. Stands in for a streaming processor until the
-    streaming issue lands, to check the client's side of the documented frames."""
-
-    async def handle(ws: ServerConnection) -> None:
-        async for frame in ws:
-            request = json.loads(frame)
-            rid = request["id"]
-            await ws.send(json.dumps({"id": rid, "data": "1", "more": True}))
-            if request["data"] == "fail":
-                error = {"code": "processor_error", "message": "broke mid-stream"}
-                await ws.send(json.dumps({"id": rid, "error": error}))
-                continue
-            await ws.send(json.dumps({"id": rid, "data": "2", "more": True}))
-            await ws.send(json.dumps({"id": rid, "data": "3"}))
-
-    async with serve(handle, "127.0.0.1", 0, subprotocols=["hopline.v1"]) as server:  # type: ignore[list-item]
-        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws"
-
-
 async def test_streamed_replies_arrive_chunk_by_chunk(
     stack: Stack, chromium: Browser, pages: Pages
 ) -> None:
-    """{"more": true} frames are chunks; the last frame ends the request; errors reject."""
+    """A streaming handler's chunks reach request()'s onChunk and stream(), in order, the
+    first ones while the handler still waits; a failure mid-stream rejects with its code."""
+    handler = GatedWords()
     gw = await stack.gateway()
+    await stack.processor(handler)
+    await stack.batching_ready(gw)
     page = await pages.open(chromium, pages.app)
     await load_client(page, gw)
-    async with chunking_peer() as url:
-        result = await page.evaluate(
-            """async (url) => {
-              const client = hopline.connect(url);
-              const chunks = [];
-              const reply = await client.request("count", {onChunk: (c) => chunks.push(c)});
-              const iterated = [];
-              for await (const chunk of client.stream("count")) iterated.push(chunk);
-              let failure = null;
-              try { await client.request("fail"); }
-              catch (e) { failure = [e.name, e.code, e.message]; }
-              client.close();
-              return {reply, chunks, iterated, failure};
-            }""",
-            url,
-        )
-    assert result == {
-        "reply": "123",
-        "chunks": ["1", "2", "3"],
-        "iterated": ["1", "2", "3"],
-        "failure": ["HoplineError", "processor_error", "broke mid-stream"],
-    }
+    await page.evaluate(
+        """() => {
+          window.client = hopline.connect();
+          window.chunks = [];
+          window.reply = client.request("r", {onChunk: (c) => chunks.push(c)});
+        }"""
+    )
+    await page.wait_for_function("chunks.length === 49")
+    assert not handler.gate.is_set()
+    handler.gate.set()
+    result = await page.evaluate(
+        """async () => {
+          const reply = await window.reply;
+          const iterated = [];
+          for await (const chunk of client.stream("s")) iterated.push(chunk);
+          return {reply, chunks, iterated};
+        }"""
+    )
+    expected = [f"{{}}{i}," for i in range(100)]
+    assert result["chunks"] == [c.format("r") for c in expected]
+    assert result["reply"] == "".join(c.format("r") for c in expected)
+    assert result["iterated"] == [c.format("s") for c in expected]
+
+
+async def test_a_stream_that_fails_midway_rejects_with_its_code(
+    stack: Stack, chromium: Browser, pages: Pages
+) -> None:
+    """Chunks that went out are seen; the request then rejects with processor_error."""
+    gw = await stack.gateway()
+    await stack.processor(broken_stream)
+    await stack.batching_ready(gw)
+    page = await pages.open(chromium, pages.app)
+    await load_client(page, gw)
+    result = await page.evaluate(
+        """async () => {
+          const client = hopline.connect();
+          const chunks = [];
+          try { await client.request("x", {onChunk: (c) => chunks.push(c)}); }
+          catch (e) { return {chunks, failure: [e.name, e.code]}; }
+        }"""
+    )
+    assert result == {"chunks": ["one", "two"], "failure": ["HoplineError", "processor_error"]}
 
 
 async def test_stream_request_over_eventsource(

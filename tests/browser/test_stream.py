@@ -19,7 +19,7 @@ from gateway.stream_token import mint_stream_token
 from tests.browser.conftest import Pages, gateway_base
 from tests.conftest import Stack
 from tests.helpers import requests_total
-from tests.sample_handlers import Counting
+from tests.sample_handlers import Counting, GatedWords
 
 SECRET = "browser-test-secret-long-enough-for-hs256"
 
@@ -205,3 +205,30 @@ async def test_cors_lets_allowed_pages_read_health_stats_and_stream(
         ["/health", "/stats", "/stream/hi"], "unreadable"
     )
     assert await requests_total(gateway_base(gw)) == 1  # the foreign page's /stream GET was refused
+
+
+async def test_eventsource_receives_a_streamed_reply_chunk_by_chunk(
+    stack: Stack, chromium: Browser, pages: Pages
+) -> None:
+    """Each chunk is one message event as it arrives (49 while the handler waits), then end."""
+    handler = GatedWords()
+    gw = await stack.gateway()
+    await stack.processor(handler)
+    await stack.batching_ready(gw)
+    page = await pages.open(chromium, pages.app)
+    await page.evaluate(
+        """(url) => {
+          window.messages = [];
+          window.ended = false;
+          const source = new EventSource(url);
+          source.onmessage = (e) => messages.push(e.data);
+          source.addEventListener("end", () => { ended = true; source.close(); });
+        }""",
+        f"{gateway_base(gw)}/stream/e",
+    )
+    await page.wait_for_function("messages.length === 49")
+    assert not handler.gate.is_set()
+    handler.gate.set()
+    await page.wait_for_function("ended")
+    assert await page.evaluate("messages") == [f"e{i}," for i in range(100)]
+    assert await requests_total(gateway_base(gw)) == 1

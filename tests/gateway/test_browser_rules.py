@@ -23,8 +23,15 @@ from gateway.server import Gateway
 from gateway.stream_token import mint_stream_token
 from hopline.cli import main
 from tests.conftest import Stack, http_url, ws_url
-from tests.helpers import eventually, http_get, http_request, parse_sse, requests_total
-from tests.sample_handlers import Counting, Gate
+from tests.helpers import (
+    SseEvent,
+    eventually,
+    http_get,
+    http_request,
+    parse_sse,
+    requests_total,
+)
+from tests.sample_handlers import Counting, Gate, GatedWords, broken_stream
 
 APP = "http://app.example:8080"
 EVIL = "https://evil.example"
@@ -273,3 +280,46 @@ async def test_drain_closes_sockets_with_1001_and_a_reason(stack: Stack) -> None
             await ws.recv()
     assert closed.value.rcvd is not None
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1001, "gateway shutting down")
+
+
+async def read_events(reader: asyncio.StreamReader, count: int) -> list[SseEvent]:
+    """Read from an open /stream response until ``count`` events were dispatched."""
+    body = b""
+    async with asyncio.timeout(10):
+        while len(events := parse_sse(body)[1]) < count:
+            body += await reader.read(4096)
+    return events
+
+
+async def test_stream_sends_each_chunk_as_it_arrives(stack: Stack) -> None:
+    """A streamed reply: one event per chunk while the handler still runs, then 'end'."""
+    handler = GatedWords()
+    gw = await stack.gateway()
+    await stack.processor(handler)
+    await stack.batching_ready(gw)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"GET /stream/w HTTP/1.1\r\nHost: x\r\n\r\n")  # not even an SSE client
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")  # started by the first chunk
+    early = await read_events(reader, 49)
+    assert not handler.gate.is_set(), "chunks only arrived after the handler finished"
+    handler.gate.set()
+    rest = parse_sse(await reader.read())[1]  # the server ends the response
+    writer.close()
+    events = early + rest
+    assert [e.data for e in events if e.event == "message"] == [f"w{i}," for i in range(100)]
+    assert events[-1].event == "end"
+    assert len({e.id for e in events}) == 101
+
+
+async def test_a_stream_that_fails_midway_ends_with_an_error_event(stack: Stack) -> None:
+    """Once chunks went out as 200, a failure is an 'error' event, never a silent success."""
+    gw = await stack.gateway()
+    await stack.processor(broken_stream)
+    await stack.batching_ready(gw)
+    response = await http_get(http_url(gw, "/stream/x"))
+    assert response.status == 200
+    events = parse_sse(response.body)[1]
+    assert [e.event for e in events] == ["message", "message", "error", "end"]
+    assert [e.data for e in events[:2]] == ["one", "two"]
+    assert json.loads(events[2].data)["error"]["code"] == "processor_error"
