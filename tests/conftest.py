@@ -1,8 +1,8 @@
 """Shared fixtures: a real RabbitMQ broker, per-test queues, in-process gateways and processors.
 
 Every test gets its own input queue name, so tests never see each other's traffic
-(nor that of a stack running on the same broker). A broker that does not answer
-fails the tests with one clear message; nothing is skipped.
+(nor that of a stack running on the same broker). Without a broker at RABBITMQ_URL the
+session starts a private node (tests/broker_session.py); nothing is skipped.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -18,35 +17,30 @@ from typing import Any
 import aio_pika
 import pytest
 from hypothesis import HealthCheck, settings
-from yarl import URL
 
 from gateway.config import GatewaySettings
 from gateway.server import Gateway
-from hopline.broker_node import port_answers
 from hopline.wire.amqp import QueueTopology
 from processor.config import ProcessorSettings
 from processor.handlers import Handler, load_handler, load_hooks
 from processor.worker import Processor
+from tests.broker_session import (  # noqa: F401 - the session's broker hooks
+    pytest_sessionfinish,
+    pytest_sessionstart,
+    session_url,
+)
 
 # Hypothesis' per-example deadline is a timed assertion: on a loaded 2-core CI box it fails
 # tests that are merely slow, so it is off everywhere (example counts stay bounded per test).
 settings.register_profile("hopline", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("hopline")
 
-RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
 
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> str:
-    """URL of the test broker; fails (never skips) when nothing answers there."""
-    parsed = URL(RABBITMQ_URL)
-    if not port_answers(parsed.host or "127.0.0.1", parsed.port or 5672, timeout=2.0):
-        pytest.fail(
-            f"no RabbitMQ broker answers at {parsed.host}:{parsed.port}: start one "
-            "('rabbitmq-server -detached') or set RABBITMQ_URL",
-            pytrace=False,
-        )
-    return RABBITMQ_URL
+    """URL of the test broker: RABBITMQ_URL, or the session's private node (see
+    tests/broker_session.py); the session does not start without one."""
+    return session_url()
 
 
 @pytest.fixture
