@@ -265,11 +265,11 @@ class Gateway:
         if path.startswith("/stream/"):
             if sse.is_reconnect(request):
                 return sse.reconnect_response()
+            if request.method == "HEAD":  # admission's verdict, nothing run or rate-counted
+                return self._admit(conn, request, "/stream") or sse.head_response()
             refusal = self._admit(conn, request, "/stream") or self._stream_rate(conn)
             if refusal is not None:
                 return refusal
-            if request.method == "HEAD":
-                return sse.head_response()
             return await sse.stream(self, conn, request, path[len("/stream/") :])
         if path == "/client.js":
             return http.client_js(request)

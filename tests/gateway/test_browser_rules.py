@@ -59,19 +59,22 @@ async def test_other_methods_get_405_with_allow_and_run_nothing(stack: Stack, me
 
 
 async def test_head_answers_the_head_without_running(stack: Stack) -> None:
-    """HEAD /stream/x is the head of an event stream, no body, no request; /health too."""
-    gw = await stack.gateway()
+    """HEAD /stream/x is the head of an event stream, no body, no request, no rate-limit
+    token spent; HEAD /health is GET's head."""
+    gw = await stack.gateway(rate_limit=1, rate_burst=1)
     handler = Counting()
     await stack.processor(handler)
-    response = await http_request(http_url(gw, "/stream/x"), "HEAD")
-    assert response.status == 200
-    assert response.headers["content-type"].startswith("text/event-stream")
-    assert response.body == b""
+    for _ in range(3):
+        response = await http_request(http_url(gw, "/stream/x"), "HEAD")
+        assert response.status == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.body == b""
     health = await http_request(http_url(gw, "/health"), "HEAD")
     full = await http_get(http_url(gw, "/health"))
     assert (health.status, health.body) == (200, b"")
     assert health.headers["content-length"] == full.headers["content-length"]
     await assert_nothing_ran(gw, handler)
+    assert (await http_get(http_url(gw, "/stream/x"))).status == 200  # the one token is left
 
 
 async def test_preflight_is_answered_without_running(stack: Stack) -> None:
