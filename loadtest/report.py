@@ -50,7 +50,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest.runner import RunResult
-from loadtest.slo import SLOResult
+from loadtest.slo import SLOResult, measure
 from loadtest.stats import Outcome, latency_summary
 from loadtest.worker import LATE_AFTER
 
@@ -249,7 +249,7 @@ def render(report: dict[str, Any], console: Console) -> None:
         table.add_row("connect failures", failures)
     for slo in report["slo"]:
         mark = "[green]pass[/]" if slo["passed"] else "[red]FAIL[/]"
-        actual = "-" if slo["actual"] is None else f"{slo['actual']:g}"
+        actual = "-" if slo["actual"] is None else measure(slo["actual"], slo["unit"])
         table.add_row("slo", f"{mark} {slo['expr']} (actual {actual})")
     if report["interrupted"]:
         table.add_row("note", "[yellow]interrupted: stopped sending early[/]")

@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["SLO", "SLOError", "SLOResult", "check", "parse_duration", "parse_slo"]
+__all__ = ["SLO", "SLOError", "SLOResult", "check", "measure", "parse_duration", "parse_slo"]
 
 LATENCY_METRICS = ("p50", "p90", "p99", "p999", "max", "mean")
 COUNT_METRICS = ("errors", "timeouts")
@@ -85,13 +85,20 @@ class SLOResult:
 
     def describe(self) -> str:
         """``p99 = 612.3 ms, required < 500 ms`` (units as the SLO uses them)."""
-        unit = {"ms": " ms", "/s": " req/s", "%": "%", "": ""}[self.slo.unit]
         if self.actual is None:
             actual = "not measured (no replies)"
         else:
-            actual = f"{_fmt(self.actual)}{unit}"
-        required = f"{self.slo.op} {_fmt(self.slo.threshold)}{unit}"
+            actual = measure(self.actual, self.slo.unit)
+        required = f"{self.slo.op} {measure(self.slo.threshold, self.slo.unit)}"
         return f"{self.slo.metric} = {actual}, required {required}"
+
+
+UNIT_SUFFIX = {"ms": " ms", "/s": " req/s", "%": "%", "": ""}
+
+
+def measure(value: float, unit: str) -> str:
+    """``value`` with its unit as a user reads it: ``9.983 ms``, ``500 req/s``, ``0.1%``."""
+    return f"{_fmt(value)}{UNIT_SUFFIX[unit]}"
 
 
 def _fmt(value: float) -> str:

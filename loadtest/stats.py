@@ -160,6 +160,7 @@ class SecondStats:
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
     hist: HdrHistogram = field(default_factory=new_histogram)
     open_connections: int = 0
+    workers: set[int] = field(default_factory=set)  # the workers that reported this second
 
     def as_json(self) -> dict[str, Any]:
         """One entry of the report's ``series``."""
@@ -214,6 +215,7 @@ class Aggregate:
             entry.hist.add(hist)
         self._open[worker] = int(report.get("open", 0))
         entry.open_connections = self.open_connections
+        entry.workers.add(worker)
 
     @property
     def open_connections(self) -> int:
@@ -221,8 +223,20 @@ class Aggregate:
         return sum(self._open.values())
 
     def latest(self) -> SecondStats | None:
-        """The most recent complete-or-partial second, if any."""
-        return self.seconds[max(self.seconds)] if self.seconds else None
+        """The most recent second every worker has reported, if any.
+
+        With several worker processes the newest second fills up report by report: its
+        rate would read 1/N of the truth until the last worker's report is in. So
+        until every worker that has reported so far reported it, the second before
+        is the latest (the newest one only when there is no second before).
+        """
+        if not self.seconds:
+            return None
+        newest = self.seconds[max(self.seconds)]
+        previous = self.seconds.get(newest.second - 1)
+        if previous is None or len(newest.workers) >= len(self._open):
+            return newest
+        return previous
 
     @property
     def errors(self) -> int:

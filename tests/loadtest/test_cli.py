@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,9 @@ def test_missed_slo_exits_1_and_names_it(server: EchoServer, tmp_path: Path) -> 
     assert result.exit_code == 1
     assert "SLO missed: p99<1us" in result.stderr
     assert "errors==0:" not in result.stderr
+    # The report's SLO rows give the actual value with its unit (issue 14).
+    assert re.search(r"p99<1us \(actual [0-9.]+ ms\)", result.stdout), result.stdout
+    assert re.search(r"errors==0 \(actual 0\)", result.stdout), result.stdout
 
 
 @pytest.mark.parametrize(

@@ -83,3 +83,27 @@ def test_series_fills_gaps_and_merges_workers() -> None:
         (2, 1, 0, 1),
     ]
     assert series[0]["p50_ms"] == 2.0
+
+
+def test_the_live_rate_counts_a_second_only_once_every_worker_reported_it() -> None:
+    """Issue 14 row 7: with 2 worker processes at a steady rate, the progress line's rate
+    is the whole rate, never the half that one worker's report makes of a new second."""
+    from loadtest.progress import Progress
+    from loadtest.runner import LoadSettings
+
+    agg = Aggregate()
+    progress = Progress(LoadSettings(url="ws://127.0.0.1:1/ws", duration=10.0), "quiet", None)
+
+    def report(worker: int, second: int) -> None:
+        rec = Recorder()
+        for _ in range(2500):
+            rec.record(1000)
+        counters = {"sent": 2500, "ok": 2500}
+        agg.add(worker, {"second": second, "counters": counters, "hist": rec.take(), "open": 1})
+
+    rates = []
+    for second in range(3):
+        for worker in (0, 1):
+            report(worker, second)
+            rates.append(progress.line(agg).split(" · rate ")[1].split(" ")[0])
+    assert rates[1:] == ["5000/s"] * 5
