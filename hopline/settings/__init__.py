@@ -13,7 +13,16 @@ command import it; it imports only :mod:`hopline.wire` and click.
 
 from __future__ import annotations
 
-from hopline.settings.options import build, click_options, declared
+from hopline.settings.options import build, click_options, declared, environment
 from hopline.settings.spec import Group, Setting, env_var, setting
 
-__all__ = ["Group", "Setting", "build", "click_options", "declared", "env_var", "setting"]
+__all__ = [
+    "Group",
+    "Setting",
+    "build",
+    "click_options",
+    "declared",
+    "env_var",
+    "environment",
+    "setting",
+]

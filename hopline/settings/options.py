@@ -17,7 +17,7 @@ import click
 
 from hopline.settings.spec import KEY, SAME, Group, Setting
 
-__all__ = ["build", "click_options", "declared"]
+__all__ = ["build", "click_options", "declared", "environment"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -95,3 +95,37 @@ def build(cls: type[T], values: Mapping[str, Any], **overrides: Any) -> T:
             kwargs[f.name] = spec.build(values)
     kwargs.update(overrides)
     return cls(**kwargs)
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        return " ".join(str(item) for item in value)
+    if isinstance(value, frozenset | set):
+        return " ".join(sorted(str(item) for item in value))
+    return str(value)
+
+
+def environment(cls: type, settings: Any) -> dict[str, str]:
+    """The environment variables that give a command ``settings`` (an instance of ``cls``).
+
+    The inverse of :func:`build` through the environment: a child process started
+    with ``hopline <command>`` and these variables parses the same settings, without
+    them on its command line (which ``ps`` shows to every user). Settings that are
+    None are left out (the child uses its default, None).
+    """
+    env: dict[str, str] = {}
+    for f in dataclasses.fields(cls):
+        spec = f.metadata.get(KEY)
+        value = getattr(settings, f.name)
+        if isinstance(spec, Setting):
+            pairs = [(f.name, spec, value)]
+        elif isinstance(spec, Group):
+            pairs = [(n, s, getattr(value, s.attr or n)) for n, s in spec.members.items()]
+        else:
+            continue
+        for name, member, member_value in pairs:
+            if member_value is not None:
+                env[member.envvar(name)] = _env_value(member_value)
+    return env

@@ -13,8 +13,9 @@ import pytest
 
 from gateway.config import GatewaySettings
 from hopline.cli import main
-from hopline.settings import build, env_var
+from hopline.settings import build, env_var, environment
 from hopline.settings.reference import commands, markdown
+from hopline.wire.amqp import QueueTopology
 from loadtest.config import LoadSettings, RunOptions
 from processor.config import ProcessorSettings
 from tui.config import TuiSettings
@@ -92,6 +93,36 @@ def test_command_line_defaults_are_the_settings_defaults() -> None:
     assert loadtest["procs"] is None  # the CPU count, decided by the command
     assert build(LoadSettings, loadtest, procs=1) == LoadSettings()
     assert build(RunOptions, loadtest, slos=()) == RunOptions()
+
+
+def parse_with(command: str, env: dict[str, str]) -> dict[str, object]:
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        return parse(command)
+
+
+@pytest.mark.usefixtures("no_hopline_env")
+def test_settings_travel_through_the_environment() -> None:
+    """environment(settings) makes a child command parse the same settings (up's processors)."""
+    processor = ProcessorSettings(
+        rabbitmq_url="amqp://u:secret@h:5673/",
+        topology=QueueTopology("q1", "quorum", max_length=9, delivery_limit=3),
+        handler="upper",
+        prefetch=7,
+        concurrency=2,
+    )
+    env = environment(ProcessorSettings, processor)
+    assert env["RABBITMQ_URL"] == "amqp://u:secret@h:5673/"
+    assert build(ProcessorSettings, parse_with("processor", env)) == processor
+    gateway = GatewaySettings(
+        port=0,
+        persistent=True,
+        allowed_origins=frozenset({"https://a.example", "https://b.example"}),
+        token_secret="s" * 40,
+    )
+    env = environment(GatewaySettings, gateway)
+    assert build(GatewaySettings, parse_with("gateway", env)) == gateway
 
 
 def generated_block() -> str:
