@@ -478,6 +478,7 @@ class Bench:
                     {"rate": rate, "complete": complete, "lost": r["lost"]}
                     | {k: r[k] for k in keep}
                     | {"cpu_cores": r["cpu_cores"], "load_average_1m": round(os.getloadavg()[0], 2)}
+                    | _batching(r)
                 )
                 load.append(os.getloadavg()[0])
                 log(
@@ -763,6 +764,12 @@ async def main_async(args: argparse.Namespace) -> int:
         write_plot(out, args.plot)
         log(f"wrote {args.plot}")
     return 1 if problems else 0
+
+
+def _batching(r: dict[str, Any]) -> dict[str, Any]:
+    """Requests per publish flush (about one AMQP message) in a window, for a sweep point."""
+    batches = r.get("publish_batches")
+    return {"requests_per_flush": batches["mean_requests_per_flush"]} if batches else {}
 
 
 def sweep_problems(sweeps: dict[str, dict[str, Any]]) -> list[str]:

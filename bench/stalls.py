@@ -119,6 +119,14 @@ async def window(
     result["window_unix"] = [round(t_begin, 3), round(t_end, 3)]
     result["cpu_cores"] = watch.cores
     result["per_reply_us"] = {k: round(v / args.rate * 1e6, 1) for k, v in watch.cores.items()}
+    # Milliseconds per second each process was runnable but waited for a CPU.
+    span = max(t_end - t_begin, 1e-9)
+    result["runq_wait_ms_per_s"] = {
+        k: round(c.get("runq_us", 0) / span / 1000, 1) for k, c in watch.counts.items()
+    }
+    result["involuntary_switches_per_s"] = {
+        k: round(c.get("ivcs", 0) / span, 1) for k, c in watch.counts.items()
+    }
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     if args.profile == "py-spy":
         result["profile"] = {}
@@ -130,7 +138,8 @@ async def window(
     print(
         f"[{time.strftime('%H:%M:%S')}] {name} {args.rate:,.0f}/s: p50 {result['p50_ms']:.2f} "
         f"p99 {result['p99_ms']:.2f} max {result['max_ms']:.1f} ms, sent {result['sent']} "
-        f"ok {result['ok']}, us/reply {result['per_reply_us']}, load {result['load_average']}",
+        f"ok {result['ok']}, us/reply {result['per_reply_us']}, runq ms/s "
+        f"{result['runq_wait_ms_per_s']}, load {result['load_average']}",
         file=sys.stderr,
     )
     return result

@@ -4,8 +4,8 @@ Pure (no I/O): :mod:`run` measures open-loop points and feeds them to a
 :class:`RateSearch` per system, which says which rate to measure next:
 
 1. a geometric grid from ``start`` (x ``factor``) until a point misses the largest
-   budget (or ``max_rate``); below ``start`` it halves if even the first point
-   misses the smallest budget;
+   budget (or ``max_rate``); below ``start`` it halves, down to ``start / 8``, while
+   even the lowest point misses the smallest budget (a busy machine);
 2. then, for each budget, bisection between the highest rate that met it and the
    lowest rate above that which missed it, until the bracket is narrower than
    ``resolution`` (a fraction of the lower end) or ``steps`` points were spent.
@@ -62,7 +62,7 @@ class RateSearch:
     start: float
     factor: float = 2.0
     max_rate: float = 32_000.0
-    min_rate: float = 50.0
+    min_rate: float | None = None  # lowest rate tried: start / 8 unless given
     resolution: float = 0.1
     steps: int = 8
     points: list[Point] = field(default_factory=list)
@@ -78,7 +78,8 @@ class RateSearch:
             return self.start
         ordered = sorted(self.points, key=lambda p: p.rate)
         lowest, highest = ordered[0], ordered[-1]
-        if not lowest.meets(min(self.budgets_ms)) and lowest.rate / 2 >= self.min_rate:
+        floor = self.min_rate if self.min_rate is not None else self.start / 8
+        if not lowest.meets(min(self.budgets_ms)) and lowest.rate / 2 >= floor:
             return _round(lowest.rate / 2)
         if highest.meets(max(self.budgets_ms)) and highest.rate < self.max_rate:
             return _round(min(highest.rate * self.factor, self.max_rate))
