@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from websockets.asyncio.client import connect
+from yarl import URL
 
 from gateway.config import GatewaySettings
 from gateway.server import Gateway
@@ -123,34 +124,24 @@ async def test_two_workers_both_serve_and_stop_cleanly(
             os.kill(worker["pid"], 0)
 
 
-async def test_a_worker_that_cannot_start_fails_the_command_with_exit_3(queue: str) -> None:
-    """No broker: every worker fails during start-up; one line on stderr, exit code 3."""
+async def test_a_worker_that_cannot_start_fails_the_command_with_exit_3(
+    rabbitmq_url: str, queue: str
+) -> None:
+    """The broker answers (preflight passes) but refuses the workers: exit 3, one error line."""
+    url = str(URL(rabbitmq_url).with_path(f"/hopline-no-such-vhost-{uuid.uuid4().hex[:6]}"))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hopline",
-        "gateway",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--workers",
-        "2",
-        "--input-queue",
-        queue,
-        "--rabbitmq-url",
-        "amqp://guest:guest@127.0.0.1:1/",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+        sys.executable, "-m", "hopline", "gateway", "--host", "127.0.0.1", "--port", "0",
+        "--workers", "2", "--input-queue", queue, "--rabbitmq-url", url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
     async with asyncio.timeout(60):
         _, err = await proc.communicate()
     assert proc.returncode == 3
     text = err.decode()
     errors = [line for line in text.splitlines() if line.startswith("hopline: error:")]
     assert len(errors) == 1, text  # one line for the command, not one per worker
-    assert "gateway worker" in errors[0]
-    assert "could not start: cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:1/" in errors[0]
+    assert errors[0].startswith("hopline: error: gateway worker ")
+    assert "could not start: cannot reach RabbitMQ at amqp://guest:***@127.0.0.1" in errors[0]
     assert "Traceback" not in text
 
 
