@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import re
 import secrets
+from time import perf_counter
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -224,10 +225,12 @@ async def _run(
         news.set()
 
     def on_done(request: Request, result: Result) -> None:
+        gw.metrics.latency.observe(perf_counter() - t0)  # as for /ws: request to outcome
         if not done.done():
             done.set_result(result)
         news.set()
 
+    t0 = perf_counter()
     request = Request(message, on_done, None, on_chunk)
     gw.broker.submit(request)
     lost = conn.connection_lost_waiter
