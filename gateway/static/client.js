@@ -63,6 +63,20 @@ export async function probe(base = httpBase(import.meta.url)) {
   }
 }
 
+// Why a handshake failed: /health, then (a healthy gateway refused it) a HEAD on /stream,
+// which goes through the same admission (token, connection limit) and runs nothing.
+async function diagnose(base, token) {
+  const health = await probe(base);
+  if (health !== "healthy") return health;
+  try {
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    const response = await fetch(`${base}/stream/-`, { method: "HEAD", headers, cache: "no-store" });
+    return { 401: "unauthorized", 503: "busy" }[response.status] ?? "refused";
+  } catch {
+    return "refused";
+  }
+}
+
 /** Open a client; `url` defaults to the /ws of the gateway that served this module. */
 export function connect(url, options = {}) {
   return new Client(url ?? wsUrl(httpBase(import.meta.url)), options);
@@ -74,8 +88,9 @@ class Client {
    * every (re)connection), timeout (ms per request, default 30000, 0 for none),
    * reconnect (default true), minDelay (250 ms), maxDelay (10000 ms),
    * onstatus(status): {state: "open"|"closed", code, reason, diagnosis, retryIn};
-   * diagnosis (only when the handshake failed): "refused" (token or connection limit),
-   * "forbidden" (origin not allowed), "unavailable" (503) or "unreachable".
+   * diagnosis (only when the handshake failed): "unauthorized" (bad or missing token),
+   * "busy" (connection limit), "forbidden" (origin not allowed), "unavailable" (draining,
+   * broker down), "unreachable", or "refused" (refused for another reason).
    */
   constructor(url, options) {
     this.url = url;
@@ -87,6 +102,7 @@ class Client {
     this._ws = null;
     this._timer = null;
     this._closed = false;
+    this._token = null;
     this._open();
   }
 
@@ -148,6 +164,7 @@ class Client {
       return this._dropped({ code: 1006, reason: `token: ${error}` }, false);
     }
     if (this._closed) return;
+    this._token = token;
     const protocols = token ? [SUBPROTOCOL, TOKEN_PREFIX + token] : [SUBPROTOCOL];
     const ws = new WebSocket(this.url, protocols);
     let opened = false;
@@ -206,10 +223,8 @@ class Client {
     }
     if (this._closed) return;
     this.state = "connecting";
-    // A handshake that failed (close 1006 before open) says nothing: ask /health why.
-    // "refused": the gateway is healthy, so the token or the connection limit refused it.
-    let diagnosis = opened ? null : await probe(httpBase(this.url));
-    if (diagnosis === "healthy") diagnosis = "refused";
+    // A handshake that failed (close 1006 before open) says nothing: ask the gateway why.
+    const diagnosis = opened ? null : await diagnose(httpBase(this.url), this._token);
     if (this._closed) return;
     const status = { state: "closed", code: event.code, reason: event.reason, diagnosis };
     if (!this.options.reconnect) {

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 
 import pytest
 from playwright.async_api import Browser, Page
+from websockets.asyncio.client import connect
 
 from gateway.security import mint_token
 from gateway.server import Gateway
@@ -98,24 +100,35 @@ async def test_token_and_reconnect_with_backoff(
     assert handler.runs == 2
 
 
-@pytest.mark.parametrize("case", ["forbidden", "refused", "unreachable"])
+@pytest.mark.parametrize("case", ["forbidden", "unauthorized", "busy", "unreachable"])
 async def test_a_failed_handshake_is_diagnosed(
     stack: Stack, chromium: Browser, pages: Pages, case: str
 ) -> None:
-    """A page learns why it cannot connect: its origin, its token, or no gateway at all."""
-    gw = await stack.gateway(token_secret=SECRET, allowed_origins=frozenset({pages.app}))
+    """A page learns why it cannot connect: its origin, its token, the connection limit, or
+    no gateway at all (a refused handshake is a bare 1006 to JavaScript)."""
+    gw = await stack.gateway(
+        token_secret=SECRET, allowed_origins=frozenset({pages.app}), max_connections=1
+    )
     page = await pages.open(chromium, pages.evil if case == "forbidden" else pages.app)
     await load_client(page, gw)  # client.js is readable from any origin
     url = f"ws://127.0.0.1:{gw.port}/ws"
-    if case == "unreachable":
-        await gw.stop()
-    status = await page.evaluate(
-        """(url) => new Promise((resolve) => {
-          hopline.connect(url, {reconnect: false, onstatus: resolve});  // no token
-        })""",
-        url,
-    )
+    token = mint_token(SECRET, 60, time.time()) if case == "busy" else None
+    async with contextlib.AsyncExitStack() as held:
+        if case == "busy":  # another client holds the only connection slot
+            await held.enter_async_context(
+                connect(url, additional_headers={"Authorization": f"Bearer {token}"})
+            )
+        if case == "unreachable":
+            await gw.stop()
+        status = await page.evaluate(
+            """([url, token]) => new Promise((resolve) => {
+              hopline.connect(url, {token, reconnect: false, onstatus: resolve});
+            })""",
+            [url, token],
+        )
     assert (status["state"], status["code"], status["diagnosis"]) == ("closed", 1006, case)
+    if case != "unreachable":
+        assert await requests_total(gateway_base(gw)) == 0
 
 
 async def test_streamed_replies_arrive_chunk_by_chunk(
