@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -161,13 +162,26 @@ async def streams(url: str, clients: int, duration: float) -> dict:
     }
 
 
+async def delete_queues(queue: str) -> None:
+    """Delete the scenario's queues (they are durable: the broker is shared)."""
+    import aio_pika
+
+    conn = await aio_pika.connect(RABBITMQ_URL)
+    async with conn:
+        for name in (queue, f"{queue}.batch"):
+            channel = await conn.channel()
+            with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                await channel.queue_delete(name)
+
+
 async def scenario(name: str, handler: str, log_dir: Path, run: Any) -> dict:
-    url, started, _ = await stack(handler, log_dir)
+    url, started, queue = await stack(handler, log_dir)
     try:
         result = await run(url)
     finally:
         for p in started:
             await p.stop()
+        await delete_queues(queue)
     result = {"scenario": name, "handler": handler, **result}
     print(json.dumps(result), flush=True)
     return result
