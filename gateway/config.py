@@ -14,40 +14,20 @@ from typing import Literal
 
 import click
 
-from hopline.settings import Setting, setting
-from hopline.settings.common import RABBITMQ_ORDER, RABBITMQ_URL, TOPOLOGY
+from hopline.settings import setting
+from hopline.settings.common import RABBITMQ_ORDER, RABBITMQ_URL, TOKEN_SECRET, TOPOLOGY
 from hopline.wire.amqp import QueueTopology
 from hopline.wire.defaults import DEFAULT_GATEWAY_PORT
 
-__all__ = ["TOKEN_SECRET", "GatewaySettings"]
+__all__ = ["GatewaySettings"]
 
 BatchingMode = Literal["auto", "on", "off"]
-
-
-def _check_secret(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value:
-        from gateway.security import check_secret  # PyJWT: only when a secret is given
-
-        try:
-            check_secret(value)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
-    return value or None
 
 
 def _origins(values: Iterable[str]) -> frozenset[str]:
     from gateway.security import parse_origins
 
     return parse_origins(values)
-
-
-TOKEN_SECRET = Setting(
-    None,
-    "HS256 secret (32+ bytes) that signs tokens; a gateway given one requires a JWT "
-    "(Authorization: Bearer, or subprotocol hopline.token.<jwt>) on /ws and /stream.",
-    show_default=False,
-    callback=_check_secret,
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 
 import jwt
 
+from hopline.settings.common import check_secret  # the secret is a setting; checked there
+
 __all__ = [
     "TOKEN_SUBPROTOCOL_PREFIX",
     "InvalidToken",
@@ -36,7 +38,6 @@ __all__ = [
     "TokenVerifier",
     "Verdict",
     "check_head",
-    "check_secret",
     "find_token",
     "mint_token",
     "normalize_origin",
@@ -125,15 +126,6 @@ def find_token(authorization: str | None, subprotocols: Iterable[str]) -> str | 
         if entry.startswith(TOKEN_SUBPROTOCOL_PREFIX):
             return entry[len(TOKEN_SUBPROTOCOL_PREFIX) :] or None
     return None
-
-
-MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
-
-
-def check_secret(secret: str) -> None:
-    """Raise ValueError unless ``secret`` is a usable HS256 key (32 bytes or more)."""
-    if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise ValueError(f"the token secret must be at least {MIN_SECRET_BYTES} bytes long")
 
 
 class TokenVerifier:

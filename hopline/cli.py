@@ -8,76 +8,17 @@ import importlib.util
 import logging
 import signal
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from gateway.config import TOKEN_SECRET, GatewaySettings
+from gateway.config import GatewaySettings
 from hopline import runtime
-from hopline.settings import build, click_options, setting
-from hopline.settings.common import TOKEN, URL
+from hopline.settings import build, click_options
+from hopline.settings.commands import MainOptions, SendOptions, TokenOptions, UpOptions
 from processor.config import ProcessorSettings
 
 __all__ = ["main"]
-
-
-# Options of the command itself (the components' settings live in their config modules).
-
-
-@dataclass(frozen=True, slots=True)
-class MainOptions:
-    """Options of ``hopline`` before the subcommand."""
-
-    verbose: int = setting(
-        0, "More logging: -v info, -vv debug (with tracebacks).", short="-v", count=True
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class SendOptions:
-    """Options of ``hopline send``."""
-
-    url: str = URL.field()
-    timeout: float = setting(
-        30.0,
-        "Seconds to wait for all replies.",
-        type=click.FloatRange(min=0.001),
-        command="send",
-    )
-    token: str | None = TOKEN.field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class TokenOptions:
-    """Options of ``hopline token``."""
-
-    token_secret: str | None = TOKEN_SECRET.field(repr=False)
-    ttl: float | None = setting(
-        None,
-        "Seconds until the token expires. Default: 3600; 60 with --purpose stream (max 300).",
-        type=click.FloatRange(min=1),
-        show_default=False,
-    )
-    subject: str | None = setting(None, "Optional 'sub' claim.", show_default=False)
-    purpose: str = setting(
-        "any",
-        "'stream': a short-lived token that only /stream accepts, also in its URL "
-        "(?token=, for EventSource).",
-        type=click.Choice(["any", "stream"]),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class UpOptions:
-    """Options ``hopline up`` adds to the gateway's and the processor's."""
-
-    processors: int = setting(2, "Processor processes to run.", type=click.IntRange(min=0))
-    private_broker: bool = setting(
-        True,
-        "Start a private RabbitMQ node when RABBITMQ_URL does not answer.",
-        off_flag="--no-private-broker",
-    )
 
 
 # Subcommands whose imports are heavy (Textual, hdrhistogram) load on first use.
@@ -324,13 +265,9 @@ def token(token_secret: str, ttl: float | None, subject: str | None, purpose: st
     if not token_secret:
         raise click.UsageError("Missing option '--token-secret' (or HOPLINE_TOKEN_SECRET).")
 
-    from gateway.security import check_secret, mint_token
+    from gateway.security import mint_token  # the secret was checked by its option
     from gateway.stream_token import mint_stream_token
 
-    try:
-        check_secret(token_secret)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--token-secret") from None
     claims = {"sub": subject} if subject else {}
     now = time.time()
     if purpose == "stream":

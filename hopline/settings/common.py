@@ -1,4 +1,4 @@
-"""Settings more than one component declares: the broker, the queues, the gateway URL, the token.
+"""Settings more than one command declares: broker, queues, gateway URL, token, token secret.
 
 Each is declared here once and used as a field by every settings class that needs it
 (``rabbitmq_url: str = RABBITMQ_URL.field()``), so ``--rabbitmq-url`` means the same
@@ -18,7 +18,19 @@ from hopline.wire.addresses import parse_amqp_urls
 from hopline.wire.amqp import QueueTopology
 from hopline.wire.defaults import DEFAULT_INPUT_QUEUE, DEFAULT_RABBITMQ_URL, DEFAULT_WS_URL
 
-__all__ = ["RABBITMQ_ORDER", "RABBITMQ_URL", "TOKEN", "TOPOLOGY", "URL", "check_ws_url"]
+__all__ = [
+    "MIN_SECRET_BYTES",
+    "RABBITMQ_ORDER",
+    "RABBITMQ_URL",
+    "TOKEN",
+    "TOKEN_SECRET",
+    "TOPOLOGY",
+    "URL",
+    "check_secret",
+    "check_ws_url",
+]
+
+MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 
 
 def check_ws_url(ctx: click.Context | None, param: click.Parameter | None, value: str) -> str:
@@ -31,6 +43,21 @@ def check_ws_url(ctx: click.Context | None, param: click.Parameter | None, value
         return validate_url(value)
     except InvalidURL as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def check_secret(secret: str) -> None:
+    """Raise ValueError unless ``secret`` is a usable HS256 key (32 bytes or more)."""
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"the token secret must be at least {MIN_SECRET_BYTES} bytes long")
+
+
+def _check_secret(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        try:
+            check_secret(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value or None
 
 
 def _none_if_empty(value: Any) -> Any:
@@ -107,4 +134,12 @@ TOKEN = Setting(
     "JWT for a gateway run with --token-secret (sent as 'Authorization: Bearer').",
     show_default=False,
     convert=_none_if_empty,
+)
+
+TOKEN_SECRET = Setting(
+    None,
+    "HS256 secret (32+ bytes) that signs tokens; a gateway given one requires a JWT "
+    "(Authorization: Bearer, or subprotocol hopline.token.<jwt>) on /ws and /stream.",
+    show_default=False,
+    callback=_check_secret,
 )

@@ -13,7 +13,6 @@ from gateway.security import (
     RedactTokens,
     TokenBucket,
     TokenVerifier,
-    check_secret,
     find_token,
     mint_token,
     normalize_origin,
@@ -21,6 +20,7 @@ from gateway.security import (
     parse_origins,
     redact,
 )
+from hopline.settings.common import check_secret
 
 SECRET = "unit-test-secret-that-is-long-enough!"
 
