@@ -289,4 +289,4 @@ class HoplineApp(App[None]):
 
     def _show_stats(self) -> None:
         self.queue_panel.show(self.stats, self.stats_received_at, self.stats_error, self.clock())
-        self.gateway_panel.show(self.stats.latest)
+        self.gateway_panel.show(self.stats.latest, self.stats_error)

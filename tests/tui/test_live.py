@@ -209,3 +209,26 @@ async def test_a_streamed_reply_grows_on_screen_with_time_to_first_chunk(stack: 
         handler.gate.set()
         await until(lambda: "· total" in chat_text(app), "the whole reply shown")
         assert "a0,a1,a2," in chat_text(app) and "100 chunks · first" in chat_text(app)
+
+
+async def test_a_gateway_that_stops_answering_shows_no_old_broker_state_or_depths(
+    stack: Stack,
+) -> None:
+    """Issue 14: while /stats fails, no 'broker connected' and no old queue numbers."""
+    gw = await stack.gateway()
+    await stack.processor()
+    queue = middle_truncate(stack.topology.input_queue, NAME_WIDTH)
+    async with running(ws_url(gw)) as (app, _pilot):
+        await until(lambda: "broker connected" in text_of(app, "#gateway"), "broker shown")
+        await until(lambda: queue in text_of(app, ".queue-line"), "queue shown")
+
+        def numbers() -> str:
+            return "".join(line[NAME_WIDTH:] for line in text_of(app, ".queue-line").splitlines())
+
+        assert any(ch.isdigit() for ch in numbers())
+        await gw.stop()
+        stack.gateways.remove(gw)
+        await until(lambda: "\u2717" in text_of(app, "#freshness"), "stats failure shown")
+        assert "broker connected" not in text_of(app, "#gateway")
+        assert "broker unknown" in text_of(app, "#gateway")
+        assert not any(ch.isdigit() for ch in numbers()), numbers()

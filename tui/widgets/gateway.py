@@ -12,8 +12,18 @@ from tui.widgets.parts import Parts
 __all__ = ["GatewayPanel", "gateway_lines"]
 
 
-def gateway_lines(stats: GatewayStats | None) -> Content:
-    """``broker connected · n sockets`` and the non-zero error counters."""
+def gateway_lines(stats: GatewayStats | None, error: str | None = None) -> Content:
+    """``broker connected · n sockets`` and the non-zero error counters.
+
+    While ``/stats`` does not answer (``error``), nothing the gateway said before is
+    shown as current: the broker's state is unknown.
+    """
+    if error is not None:
+        parts = Parts()
+        parts.append("broker ", "dim")
+        parts.append("unknown", "bold $text-warning")
+        parts.append(" · gateway not answering", "dim")
+        return parts.content()
     if stats is None:
         return Content.styled("no /stats answer yet", "dim italic")
     parts = Parts()
@@ -39,6 +49,6 @@ class GatewayPanel(Static):
         super().__init__(gateway_lines(None), **kwargs)
         self.border_title = "gateway"
 
-    def show(self, stats: GatewayStats | None) -> None:
-        """Render the latest stats."""
-        self.update(gateway_lines(stats))
+    def show(self, stats: GatewayStats | None, error: str | None = None) -> None:
+        """Render the latest stats (or that there are none to trust, see gateway_lines)."""
+        self.update(gateway_lines(stats, error))

@@ -22,10 +22,17 @@ def header_line() -> Content:
     return Content.styled(f"{'queue':<{NAME_WIDTH}}{'ready':>6}{'unack':>6}{'cons':>5}", "dim")
 
 
-def queue_line(row: QueueRow) -> Content:
-    """``name  ready  unacked  consumers``; unacked shows a dash when the source can't tell."""
+def queue_line(row: QueueRow, current: bool = True) -> Content:
+    """``name  ready  unacked  consumers``; unacked shows a dash when the source can't tell.
+
+    Not ``current`` (the gateway does not answer, or has lost the broker): dashes, as
+    the old numbers would read as today's.
+    """
     name = middle_truncate(row.name, NAME_WIDTH)
     parts = Parts()
+    if not current:
+        parts.append(f"{name:<{NAME_WIDTH}}{'-':>6}{'-':>6}{'-':>5}", "dim")
+        return parts.content()
     parts.append(f"{name:<{NAME_WIDTH}}", "bold")
     parts.append(f"{fmt_count(row.ready):>6}")
     parts.append(f"{fmt_count(row.unacked):>6}", "" if row.unacked is not None else "dim")
@@ -48,6 +55,10 @@ def freshness_line(
         return parts.content()
     if latest is None or received_at is None:
         return Content.styled("waiting for /stats…", "dim italic")
+    if latest.broker != "connected":
+        parts.append("✗ ", "bold $text-error")
+        parts.append(f"broker {latest.broker}: queue numbers unknown", "$text-error")
+        return parts.content()
     age = (latest.sample_age or 0.0) + max(0.0, now - received_at)
     parts.append(latest.source_label, "bold")
     stale = age > 3 * max(latest.interval, 1.0)
@@ -68,9 +79,9 @@ class QueueView(Vertical):
         yield self._line
         yield self._spark
 
-    def show(self, row: QueueRow, history: list[float]) -> None:
+    def show(self, row: QueueRow, history: list[float], current: bool = True) -> None:
         """Render the latest numbers and the ready history."""
-        self._line.update(queue_line(row))
+        self._line.update(queue_line(row, current))
         self._spark.data = history
 
 
@@ -100,7 +111,8 @@ class QueuePanel(Vertical):
     ) -> None:
         """Render the latest stats, their history and freshness at monotonic ``now``."""
         latest = history.latest
-        self.set_class(error is not None, "-stale")
+        current = error is None and (latest is None or latest.broker == "connected")
+        self.set_class(not current, "-stale")
         self._freshness.update(freshness_line(history, received_at, error, now))
         if latest is None:
             return
@@ -113,11 +125,11 @@ class QueuePanel(Vertical):
             if view is None:
                 view = self._views[row.name] = QueueView(row.name)
                 self._list.mount(view)
-            view.show(row, list(history.ready.get(row.name, [])))
+            view.show(row, list(history.ready.get(row.name, [])), current)
         reply = Parts()
         reply.append("replies ", "dim")
-        reply.append(fmt_rate(history.current_reply_rate))
+        reply.append(fmt_rate(history.current_reply_rate) if current else "-")
         reply.append("  in flight ", "dim")
-        reply.append(fmt_count(latest.pending_requests))
+        reply.append(fmt_count(latest.pending_requests) if current else "-")
         self._reply.update(reply.content())
         self._reply_spark.data = list(history.reply_rate)
