@@ -150,11 +150,13 @@ PRODUCT = [
     ".ci",
     "compose.yaml",
     "Dockerfile",
+    "docs",
+    "README.md",
 ]
 
 
 def test_every_hopline_variable_is_an_option_or_documented() -> None:
-    """A HOPLINE_* name in the product is an option's variable or explained in configuration.md."""
+    """A HOPLINE_* name in the product or its docs is an option's variable or explained."""
     variables = {str(param.envvar) for _, param in options()}
     prose = REFERENCE.read_text().split(BEGIN)[0]
     root = REFERENCE.parents[1]
