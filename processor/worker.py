@@ -54,36 +54,27 @@ import asyncio
 import contextlib
 import logging
 import time
-import types
 from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pamqp.commands import Basic
 
-from hopline.handler import Context
 from hopline.wire.amqp import (
-    BINARY_CONTENT_TYPE,
     DEADLINE_HEADER,
-    ERROR_HEADER,
     RUN_HEADER,
     STREAM_HEADER,
-    TEXT_CONTENT_TYPE,
 )
 from hopline.wire.batch import (
     BATCH_CONTENT_TYPE,
-    BatchFormatError,
-    ItemError,
-    decode_requests,
-    encode_replies,
 )
 from hopline.wire.connect import Link
-from hopline.wire.errors import ErrorCode
 from hopline.wire.liveness import Watchdog, heartbeat_of
 from processor.calls import Caller
 from processor.config import ProcessorSettings
-from processor.deliveries import count_delivery, failed_deliveries
+from processor.deliveries import count_delivery
 from processor.flow import Consumers
 from processor.handlers import Handler, Hooks
+from processor.handling import Handling, expired
 from processor.streams import ControlQueue, MessageStreams
 
 __all__ = ["READY_LINE", "Processor"]
@@ -108,7 +99,7 @@ class Processor:
         self.consumers = Consumers(
             self._on_message, settings.prefetch_bytes, settings.prefetch, self._set_prefetch
         )
-        self.malformed = 0
+        self.handling = Handling(self.caller)
         # Only generator functions send partial replies (a function that returns a
         # generator gets its chunks joined): no per-message stream state otherwise.
         self._streaming = self.caller.shape.kind in ("gen", "agen")
@@ -130,7 +121,7 @@ class Processor:
     @property
     def failed(self) -> int:
         """Handler calls that ended in an error, plus malformed batches."""
-        return self.caller.failures + self.malformed
+        return self.caller.failures + self.handling.malformed
 
     async def start(self, connect_timeout: float = 10.0) -> None:
         """Run the startup hook, connect to one of the addresses, declare, start consuming.
@@ -254,7 +245,7 @@ class Processor:
         deadline = headers.get(DEADLINE_HEADER)
         if not isinstance(deadline, int):
             deadline = None
-        if _expired(deadline):
+        if expired(deadline):
             await message.ack()
             return
         if self.settings.topology.delivery_limit is not None:
@@ -313,9 +304,9 @@ class Processor:
         try:
             async with asyncio.timeout_at(at):
                 if message.content_type == BATCH_CONTENT_TYPE:
-                    result = await self._handle_batch(message, deadline, streams)
+                    result = await self.handling.batch(message, deadline, streams)
                 else:
-                    result = await self._handle_plain(message, deadline, streams)
+                    result = await self.handling.plain(message, deadline, streams)
                 if result is not None and streams is not None and not await streams.drain():
                     await message.nack(requeue=True)
                     raise _StreamBroken
@@ -358,102 +349,6 @@ class Processor:
             return False
         return True
 
-    def _contexts(
-        self, message: AbstractIncomingMessage, deadline: int | None, count: int | None
-    ) -> list[Context | None]:
-        """One context per request (``count`` None: a plain message), if the handler wants one."""
-        if not self.caller.shape.takes_context:
-            return [None] * (count or 1)
-        headers = types.MappingProxyType(dict(message.headers or {}))
-        corr = message.correlation_id
-        at = None if deadline is None else deadline / 1000
-        attempt = failed_deliveries(message) + 1
-        if count is None:
-            return [Context(corr, at, attempt, headers)]
-        return [Context(corr, at, attempt, headers, i) for i in range(count)]
-
-    async def _handle_plain(
-        self, message: AbstractIncomingMessage, deadline: int | None, streams: MessageStreams | None
-    ) -> tuple[bytes, str, dict[str, Any] | None] | None:
-        binary = message.content_type == BINARY_CONTENT_TYPE
-        payload: str | bytes
-        if binary:
-            payload = message.body
-        else:
-            try:
-                payload = message.body.decode()
-            except UnicodeDecodeError:
-                payload = message.body
-                binary = True
-        (ctx,) = self._contexts(message, deadline, None)
-        caller = self.caller
-        if caller.inline:
-            result = caller.call_inline(payload, ctx)
-            if not isinstance(result, str | bytes | ItemError):
-                result = await result
-        else:
-            outcome = await caller.run(payload, ctx, 0, streams, lambda: _expired(deadline))
-            if outcome is None:
-                return None
-            result = outcome
-        if isinstance(result, ItemError):
-            return result.message.encode(), TEXT_CONTENT_TYPE, {ERROR_HEADER: result.code}
-        if isinstance(result, bytes):
-            return result, BINARY_CONTENT_TYPE, None
-        return result.encode(), TEXT_CONTENT_TYPE, None
-
-    async def _handle_batch(
-        self, message: AbstractIncomingMessage, deadline: int | None, streams: MessageStreams | None
-    ) -> tuple[bytes, str, dict[str, Any] | None] | None:
-        """The reply to a batch, or None when its deadline passed before every item ran."""
-        try:
-            payloads = decode_requests(message.body)
-        except BatchFormatError as exc:
-            self.malformed += 1
-            text = f"malformed request batch: {exc}"
-            return text.encode(), TEXT_CONTENT_TYPE, {ERROR_HEADER: ErrorCode.BAD_REQUEST.value}
-        contexts = self._contexts(message, deadline, len(payloads))
-        caller = self.caller
-        results: list[str | bytes | ItemError] = []
-        if caller.inline:
-            for payload, ctx in zip(payloads, contexts, strict=True):
-                if _expired(deadline):
-                    return None
-                result = caller.call_inline(payload, ctx)
-                if not isinstance(result, str | bytes | ItemError):
-                    result = await result
-                results.append(result)
-        else:
-
-            def expired() -> bool:
-                return _expired(deadline)
-
-            left = [len(payloads)]
-
-            async def item(i: int, payload: str | bytes, ctx: Context | None) -> Any:
-                result = await caller.run(payload, ctx, i, streams, expired)
-                left[0] -= 1
-                if result is not None and left[0] and streams is not None:
-                    streams.answer(i, result)  # others still run: answer this one now
-                return result
-
-            outcomes = await asyncio.gather(
-                *(
-                    item(i, payload, ctx)
-                    for i, (payload, ctx) in enumerate(zip(payloads, contexts, strict=True))
-                )
-            )
-            for outcome in outcomes:
-                if outcome is None:
-                    return None
-                results.append(outcome)
-        return encode_replies(results), BATCH_CONTENT_TYPE, None
-
 
 class _StreamBroken(Exception):
     """Partial replies could not be published; the message was nacked for redelivery."""
-
-
-def _expired(deadline: int | None) -> bool:
-    """Whether a ``x-hopline-deadline-ms`` value lies in the past."""
-    return deadline is not None and time.time() * 1000 > deadline
