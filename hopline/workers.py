@@ -18,7 +18,8 @@ Contract:
   fails or exits during start-up stops the others; :class:`WorkerStartError`
   carries its one-line reason (the command exits 3).
 * SIGINT/SIGTERM to the supervisor: every worker drains (``Gateway.stop``) and
-  the call returns 0 when they all stopped cleanly. A second signal is passed on
+  the call returns 0 when they all stopped cleanly after SIGTERM, 130 after SIGINT
+  (Ctrl-C, as for every hopline command). A second signal is passed on
   too, which makes the workers exit at once (130).
 * A worker that dies while serving stops the others, and the call returns 1,
   so a process manager restarts the whole gateway.
@@ -70,7 +71,7 @@ def serve_workers(
     before it reports ready (``hopline up`` waits for its processors there).
 
     Returns:
-        0 when every worker stopped cleanly after a signal, 1 when one died while
+        0 when every worker stopped cleanly after SIGTERM (130 after SIGINT), 1 when one died while
         serving (the others were stopped), 130 when a worker was forced to exit.
 
     Raises:
@@ -132,7 +133,8 @@ def serve_workers(
                 )
                 _stop_all(procs, wake_r, signals)
                 return 1
-        return _stop_all(procs, wake_r, signals)
+        code = _stop_all(procs, wake_r, signals)
+        return INTERRUPTED if code == 0 and signals[0] == signal.SIGINT else code
     finally:
         for proc in procs:
             if proc.is_alive():

@@ -272,11 +272,15 @@ def queue_exists(rabbitmq_url: str, name: str) -> bool:
     return asyncio.run(check())
 
 
-@pytest.mark.parametrize("command", ["up", "gateway", "processor"])
+@pytest.mark.parametrize(
+    "command", ["up", "gateway", "processor", "gateway --workers 2", "up --workers 2"]
+)
 def test_ctrl_c_exits_130_and_sigterm_0(command: str, rabbitmq_url: str) -> None:
     """Row 6 (and 8): Ctrl-C is 130, SIGTERM 0, and neither prints a library log line."""
     queue = f"test-unhappy-{uuid.uuid4().hex[:8]}"
-    argv = (command, "--input-queue", queue) + (("--port", "0") if command != "processor" else ())
+    argv = (*command.split(), "--input-queue", queue)
+    if argv[0] != "processor":
+        argv += ("--port", "0")
     try:
         code, err = stop(start(*argv), signal.SIGINT)
         assert (code, err) == (130, "")
