@@ -149,6 +149,13 @@ class Node:
                 self._process.wait(10)
             self._process = None
 
+    def reap(self) -> None:
+        """Collect the exit status of the node's process (after its namespace was emptied)."""
+        if self._process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(10)
+            self._process = None
+
     def stop(self) -> None:
         """Stop the node gracefully."""
         self.ctl("stop", timeout=60)
@@ -279,6 +286,8 @@ class RabbitCluster:
     def destroy(self) -> None:
         """Kill every node and remove network, namespaces and data (never raises)."""
         self.network.destroy()
+        for node in self.nodes:
+            node.reap()
         shutil.rmtree(self.base, ignore_errors=True)
 
     def __enter__(self) -> RabbitCluster:
