@@ -96,3 +96,19 @@ async def test_stream_endpoint_sends_one_event_per_chunk_as_it_arrives(stack: St
     assert data == [f"a{i}," for i in range(100)]
     assert body.rstrip().split("\n\n")[-1].startswith("event: end\n")
     assert "event: error" not in body
+
+
+async def test_100_chunks_reach_the_python_client_chunk_by_chunk(stack: Stack) -> None:
+    """client.stream() yields 49 chunks while the handler waits on its gate, 100 in order."""
+    handler = GatedWords()
+    gw = await stack.gateway()
+    await stack.processor(handler)
+    await stack.batching_ready(gw)
+    chunks: list[str] = []
+    async with hopline.connect(ws_url(gw)) as client:
+        async for chunk in client.stream("a"):
+            chunks.append(chunk)
+            if len(chunks) == 49:
+                assert not handler.gate.is_set(), "chunks only arrived after the handler finished"
+                handler.gate.set()
+    assert chunks == [f"a{i}," for i in range(100)]
