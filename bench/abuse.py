@@ -14,6 +14,11 @@ reply, ``perf_counter``) while an attacker *in another process* runs for
 * ``ping-flood``: one socket writes pings as fast as it can and reads the pongs.
 * ``hello-flood``: one socket pipelines ``hello`` as fast as it can, reading replies.
 * ``hello-flood-hardened``: the same against ``--rate-limit 20 --rate-burst 20``.
+* ``partial-2500``: 2,500 connections from 127.0.0.2 that never finish their HTTP
+  request, against the hardened settings with the gateway's open-files limit at
+  2,048 (``--partial-extra`` adds options, e.g. ``--max-connections-per-address 50``);
+  reports the gateway's peak descriptors and how many got a refusal at once, and
+  /health from 127.0.0.1 while they are held.
 * ``subprotocol-1MB``: 4 workers each open connections sending a 1 MB
   ``Sec-WebSocket-Protocol`` list (128 lines of 8 KB), over and over; reported
   with the gateway CPU per refused handshake (an upper bound on its loop time).
@@ -30,6 +35,8 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
+import socket
 import sys
 import tempfile
 import time
@@ -186,12 +193,98 @@ async def bystander(port: int, interval: float, stop: asyncio.Event) -> dict[str
     }
 
 
+HARDENED = (
+    "--max-connections", "1000", "--handshake-timeout", "5", "--rate-limit", "20",
+    "--rate-burst", "20", "--write-timeout", "5", "--compression", "none",
+)  # fmt: skip
+
+
+async def _status(port: int, source: str, request: bytes, timeout: float) -> str:
+    sock = socket.socket()
+    sock.setblocking(False)
+    sock.bind((source, 0))
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            await loop.sock_connect(sock, ("127.0.0.1", port))
+            await loop.sock_sendall(sock, request)
+            answer = await loop.sock_recv(sock, 200)
+        return answer.split(b" ", 2)[1].decode() if answer.count(b" ") >= 2 else "closed"
+    except (TimeoutError, OSError):
+        return "no answer"
+    finally:
+        sock.close()
+
+
+async def partial_handshakes(args: argparse.Namespace, queue: str) -> dict[str, object]:
+    """2,500 half-sent handshakes against a gateway limited to 2,048 descriptors."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (2048, 2048))
+
+    extra = tuple(args.partial_extra.split()) if args.partial_extra else ()
+    gw = await asyncio.create_subprocess_exec(
+        PY, "-m", "hopline", "gateway", "--host", "127.0.0.1", "--port", "0",
+        "--input-queue", queue, "--rabbitmq-url", RABBITMQ_URL, *HARDENED, *extra,
+        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, preexec_fn=limit,
+    )  # fmt: skip
+    try:
+        assert gw.stderr is not None
+        port = 0
+        while not port:
+            line = await gw.stderr.readline()
+            if not line:
+                raise RuntimeError("the gateway exited")
+            if b"listening on ws://" in line:
+                port = int(line.split(b":")[-1].split(b"/")[0])
+        loop = asyncio.get_running_loop()
+        held: list[socket.socket] = []
+        peak_fds = 0
+        for i in range(2500):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.bind(("127.0.0.2", 0))
+            with contextlib.suppress(OSError):
+                await loop.sock_connect(sock, ("127.0.0.1", port))
+                await loop.sock_sendall(sock, b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+            held.append(sock)
+            if i % 50 == 0:
+                peak_fds = max(peak_fds, len(os.listdir(f"/proc/{gw.pid}/fd")))
+        peak_fds = max(peak_fds, len(os.listdir(f"/proc/{gw.pid}/fd")))
+        refused: dict[str, int] = {}
+        for sock in held:
+            try:
+                data = sock.recv(200)
+                key = data.split(b" ", 2)[1].decode() if data.count(b" ") >= 2 else "closed"
+            except BlockingIOError:
+                key = "held"
+            except OSError:
+                key = "reset"
+            refused[key] = refused.get(key, 0) + 1
+        health: dict[str, int] = {}
+        for _ in range(20):
+            status = await _status(port, "127.0.0.1", b"GET /health HTTP/1.1\r\n\r\n", 5)
+            health[status] = health.get(status, 0) + 1
+        for sock in held:
+            sock.close()
+        return {
+            "gateway_peak_fds": peak_fds,
+            "fd_limit": 2048,
+            "attack_connections": refused,
+            "health_from_another_address": health,
+        }
+    finally:
+        gw.terminate()
+        await gw.wait()
+
+
 SCENARIOS = {
     "baseline": (None, ()),
     "ping-flood": ("ping", ()),
     "hello-flood": ("hello", ()),
     "hello-flood-hardened": ("hello", ("--rate-limit", "20", "--rate-burst", "20")),
     "subprotocol-1MB": ("subprotocol", ()),
+    "partial-2500": ("partial", ()),
 }
 
 
@@ -199,6 +292,8 @@ async def scenario(
     name: str, args: argparse.Namespace, queue: str, logs: Path
 ) -> dict[str, object]:
     kind, extra = SCENARIOS[name]
+    if kind == "partial":
+        return {"scenario": name, "result": await partial_handshakes(args, queue)}
     gw = await start(
         f"gateway-{name}",
         [PY, "-m", "hopline", "gateway", "--host", "127.0.0.1", "--port", "0",
@@ -259,6 +354,9 @@ async def main(args: argparse.Namespace) -> tuple[int, list[dict[str, object]]]:
     print("|---|---:|---:|---:|---|---|---:|")
     ok = True
     for r in results:
+        if "result" in r:
+            print(f"| {r['scenario']} | - | - | - | - | {json.dumps(r['result'])} | - |")
+            continue
         b = r["bystander"]
         assert isinstance(b, dict)
         ok = ok and b["answered"] == b["sent"]
@@ -287,6 +385,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=0.05, help="bystander period [0.05]")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--scenario", dest="scenarios", action="append", choices=SCENARIOS)
+    parser.add_argument("--partial-extra", help="gateway options added in partial-2500")
     parser.add_argument("--attacker", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
