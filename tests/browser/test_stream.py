@@ -24,14 +24,20 @@ from tests.sample_handlers import Counting, GatedWords
 SECRET = "browser-test-secret-long-enough-for-hs256"
 
 # An EventSource that the page never closes: it records every event and resolves when
-# the browser gave up on it for good (readyState CLOSED).
+# the browser gave up on it for good (readyState CLOSED), or after `ms` (then it says
+# "still-open" and closes it: the browser would have gone on reconnecting).
 EVENT_SOURCE = """
-async (url) => {
+async ([url, ms]) => {
   const source = new EventSource(url);
   const seen = [];
   source.onmessage = (e) => seen.push(["message", e.data, e.lastEventId]);
   source.addEventListener("end", (e) => seen.push(["end", e.data, e.lastEventId]));
   return await new Promise((resolve) => {
+    setTimeout(() => {
+      seen.push(["still-open", source.readyState]);
+      source.close();
+      resolve(seen);
+    }, ms);
     source.addEventListener("error", (e) => {
       if (e.data !== undefined) seen.push(["error", e.data, e.lastEventId]);
       else seen.push(["connection-error", source.readyState]);
@@ -40,6 +46,7 @@ async (url) => {
   });
 }
 """
+PATIENCE_MS = 4 * RETRY_MS  # far more than the one reconnect the gateway allows
 
 
 async def test_eventsource_gets_the_reply_and_runs_the_handler_once(
@@ -59,7 +66,7 @@ async def test_eventsource_gets_the_reply_and_runs_the_handler_once(
     sent: list[Request] = []
     page.on("request", lambda r: sent.append(r) if "/stream/" in r.url else None)
     started = time.monotonic()
-    seen = await page.evaluate(EVENT_SOURCE, f"{gateway_base(gw)}/stream/hello")
+    seen = await page.evaluate(EVENT_SOURCE, [f"{gateway_base(gw)}/stream/hello", PATIENCE_MS])
     assert [entry[:2] for entry in seen] == [
         ["message", "hello world"],
         ["end", ""],
@@ -82,7 +89,7 @@ async def test_eventsource_reads_the_error_code(
     """A failed request reaches the page as an 'error' event whose data holds the code."""
     gw = await stack.gateway(request_timeout=0.3)  # no processor: timeout
     page = await pages.open(chromium, pages.app)
-    seen = await page.evaluate(EVENT_SOURCE, f"{gateway_base(gw)}/stream/hello")
+    seen = await page.evaluate(EVENT_SOURCE, [f"{gateway_base(gw)}/stream/hello", PATIENCE_MS])
     assert seen[0][0] == "error"
     assert '"code":"timeout"' in seen[0][1]
     assert seen[1][:2] == ["end", ""]
@@ -99,9 +106,9 @@ async def test_eventsource_authenticates_with_a_stream_token(
     page = await pages.open(chromium, pages.app)
     token = mint_stream_token(SECRET, 60, time.time())
     url = f"{gateway_base(gw)}/stream/hello"
-    seen = await page.evaluate(EVENT_SOURCE, f"{url}?token={token}")
+    seen = await page.evaluate(EVENT_SOURCE, [f"{url}?token={token}", PATIENCE_MS])
     assert seen[0][:2] == ["message", "hello world"]
-    refused = await page.evaluate(EVENT_SOURCE, url)
+    refused = await page.evaluate(EVENT_SOURCE, [url, PATIENCE_MS])
     assert refused == [["connection-error", 2]]
     status = await page.evaluate("async (u) => (await fetch(u, {method: 'HEAD'})).status", url)
     assert status == 401
