@@ -116,9 +116,11 @@ async def test_eventsource_authenticates_with_a_stream_token(
 
 
 async def test_cross_site_no_cors_fetch_and_images_run_nothing(
-    stack: Stack, chromium: Browser, pages: Pages
+    stack: Stack, chromium: Browser, pages: Pages, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A stranger's page fires GETs without Origin (no-cors fetch, <img>, <script>): refused."""
+    """A stranger's page fires GETs without Origin (no-cors fetch, <img>, <script>) and an
+    EventSource (with its Origin): all refused with 403, nothing runs."""
+    caplog.set_level(logging.DEBUG, logger="websockets.server")
     gw = await stack.gateway(allowed_origins=frozenset({pages.app}))
     handler = Counting()
     await stack.processor(handler)
@@ -146,12 +148,21 @@ async def test_cross_site_no_cors_fetch_and_images_run_nothing(
             tag.src = base + "/stream/script";
             document.head.append(tag);
           });
-          return {fetched: fetched.type, image, script};
+          const source = await new Promise((resolve) => {
+            const es = new EventSource(base + "/stream/source");  // CORS mode: sends Origin
+            es.onerror = () => { if (es.readyState === EventSource.CLOSED) resolve("closed"); };
+          });
+          return {fetched: fetched.type, image, script, source};
         }""",
         gateway_base(gw),
     )
-    assert outcome == {"fetched": "opaque", "image": "error", "script": "error"}
+    assert outcome == {"fetched": "opaque", "image": "error", "script": "error", "source": "closed"}
     assert sorted(statuses) == [("fetched", 403), ("image", 403), ("script", 403)]
+    # Playwright reports no response for an EventSource that fails CORS: the gateway's log
+    # shows that it got the request and answered 403.
+    lines = [r.getMessage() for r in caplog.records]
+    at = lines.index("< GET /stream/source HTTP/1.1")
+    assert any(line.startswith("> HTTP/1.1 403") for line in lines[at:])
     assert await requests_total(gateway_base(gw)) == handler.runs == 0
 
 
