@@ -251,10 +251,12 @@ async def _run(
                 return None
             news.clear()
             waiter = loop.create_task(news.wait())
-            await asyncio.wait(
-                [waiter, lost], timeout=KEEPALIVE_INTERVAL, return_when=asyncio.FIRST_COMPLETED
-            )
-            waiter.cancel()
+            try:
+                await asyncio.wait(
+                    [waiter, lost], timeout=KEEPALIVE_INTERVAL, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                waiter.cancel()
             if not news.is_set() and not lost.done() and out.started:
                 out.keepalive()
     except asyncio.CancelledError:
