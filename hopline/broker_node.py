@@ -206,8 +206,8 @@ class PrivateBroker:
         while not amqp_answers("127.0.0.1", self.port):
             if self._process.poll() is not None:
                 raise RuntimeError(
-                    f"rabbitmq-server exited with {self._process.returncode}; "
-                    f"see {self.base_dir / 'server.out'}"
+                    f"rabbitmq-server exited with {self._process.returncode}: "
+                    f"{self._failure_reason()}"
                 )
             if time.monotonic() > deadline:
                 self.stop()
@@ -216,6 +216,16 @@ class PrivateBroker:
                     f"{timeout:g} s; logs in {self.base_dir / 'log'}"
                 )
             time.sleep(0.2)
+
+    def _failure_reason(self) -> str:
+        """The last telling line of the node's output (its data directory may be removed)."""
+        try:
+            lines = (self.base_dir / "server.out").read_text(errors="replace").splitlines()
+        except OSError:
+            return "no output"
+        telling = [line.strip() for line in lines if line.strip()]
+        telling = [line for line in telling if not line.startswith("Crash dump")]
+        return telling[-1][:300] if telling else "no output"
 
     def _beam_pid(self) -> int | None:
         try:

@@ -445,3 +445,26 @@ def test_up_never_leaves_the_private_broker_behind(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_a_private_node_that_cannot_start_is_one_line_with_its_reason() -> None:
+    """up: the node's own reason, not a path into the data directory up has just removed."""
+    tmp = Path(tempfile.mkdtemp(prefix="hopline-test-", dir="/tmp"))
+    tmp.chmod(0o700)  # the node runs as the rabbitmq user: it cannot write its data here
+    try:
+        dead = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+        code, out, err, _ = run_hopline(
+            "up", "--port", "0", env={"RABBITMQ_URL": dead, "TMPDIR": str(tmp)}
+        )
+        assert (code, out) == (3, "")
+        notice, error = err.splitlines()
+        assert notice.endswith("does not answer; starting a private node...")
+        assert re.fullmatch(
+            r"hopline: error: could not start a private RabbitMQ node: rabbitmq-server exited "
+            r"with \d+: .+",
+            error,
+        ), error
+        assert not list(tmp.glob("hopline-rabbit-*"))
+        assert not node_processes(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
