@@ -192,23 +192,20 @@ async def main(args: argparse.Namespace) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="hopline-bench-handlers-") as tmp:
         log_dir = Path(tmp)
-        try:
-            results.append(await scenario(
-                "blocking", "bench_handlers:sleep100", log_dir,
-                lambda url: closed_loop(url, 50, d),
-            ))  # fmt: skip
-            results.append(await scenario(
-                "stream-burst", "bench_handlers:burst100", log_dir,
-                lambda url: streams(url, 20, d),
-            ))  # fmt: skip
-            results.append(await scenario(
-                "stream-paced", "bench_handlers:paced20", log_dir,
-                lambda url: streams(url, 10, d),
-            ))  # fmt: skip
-            results.append(await scenario(
-                "joined-paced", "bench_handlers:paced20", log_dir,
+        plan = [
+            ("blocking", "bench_handlers:sleep100", lambda url: closed_loop(url, 50, d)),
+            ("stream-burst", "bench_handlers:burst100", lambda url: streams(url, 20, d)),
+            ("stream-paced", "bench_handlers:paced20", lambda url: streams(url, 10, d)),
+            (
+                "joined-paced",
+                "bench_handlers:paced20",
                 lambda url: closed_loop(url, 10, d, plain=True),
-            ))  # fmt: skip
+            ),
+        ]
+        try:
+            for name, handler, run in plan:
+                if not args.scenario or name in args.scenario:
+                    results.append(await scenario(name, handler, log_dir, run))
         except RuntimeError as exc:
             print(f"bench/handlers.py: could not start: {exc}", file=sys.stderr)
             return 3
@@ -222,4 +219,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument(
+        "--scenario", action="append", help="run only this scenario (repeatable; default: all)"
+    )
     sys.exit(asyncio.run(main(parser.parse_args())))
