@@ -124,6 +124,7 @@ class HookedConnection(ServerConnection):
     _feed_scheduled = False
     _assembler_paused = False
     _head_received = 0
+    discarding = False  # failed (see fail()): received bytes are dropped unparsed
 
     # Hooks
 
@@ -193,7 +194,7 @@ class HookedConnection(ServerConnection):
         super().process_event(event)
 
     def data_received(self, data: bytes) -> None:
-        if self.refused:
+        if self.refused or self.discarding:
             return
         if self._backlog is not None:  # keep byte order behind what is still unparsed
             self._backlog = memoryview(bytes(self._backlog) + data)
@@ -288,6 +289,12 @@ def fail(ws: ServerConnection, code: int, reason: str, abort_after: float) -> No
     if ws.protocol.state is State.OPEN:
         ws.protocol.fail(code, reason)
         ws.send_data()
+    if isinstance(ws, HookedConnection):
+        # The protocol would discard what follows anyway: drop it before parsing, and
+        # what is still waiting to be parsed, so a flood costs no memory while it closes.
+        ws.discarding = True
+        ws._backlog = None
+        transport.resume_reading()  # see the client's EOF (reading may be paused for slicing)
     if getattr(ws, "paused_since", None) is not None:
         transport.abort()
     else:
