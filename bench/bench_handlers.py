@@ -24,3 +24,17 @@ async def paced20(payload: str | bytes) -> AsyncIterator[str]:
     for i in range(20):
         await asyncio.sleep(0.02)
         yield f"{i},"
+
+
+async def slow60(payload: str | bytes) -> str | bytes:
+    """'slow' takes 60 s (issue 15's slow request); anything else is answered at once."""
+    if payload == "slow":
+        await asyncio.sleep(60)
+    return payload
+
+
+def slow60_sync(payload: str | bytes) -> str | bytes:
+    """Like slow60, blocking its thread (its result is abandoned at the deadline)."""
+    if payload == "slow":
+        time.sleep(60)
+    return payload

@@ -15,6 +15,10 @@ Scenarios:
 * ``stream-paced`` vs ``joined-paced``: 20 chunks produced 20 ms apart, streamed to a
   ``hopline.v1`` client vs the same reply joined for a plain-mode client: time to the
   first chunk against the non-streamed round trip.
+* ``slow-async`` / ``slow-sync`` (only with ``--scenario``, 60+ s each): issue 15's row,
+  2 requests/s whose handler takes 60 s, a 30 s request timeout, default concurrency
+  (64 slots), and a bystander sending ``hello`` every 200 ms: its replies, errors and
+  latency (before deadlines reached the handler, every slot was held after ~32 s).
 
 Exit code 0, or 3 when something could not start.
 """
@@ -51,7 +55,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def stack(handler: str, log_dir: Path) -> tuple[str, list[procs.Proc], str]:
+async def stack(
+    handler: str, log_dir: Path, gateway_args: tuple[str, ...] = ()
+) -> tuple[str, list[procs.Proc], str]:
     """A gateway and one processor with ``handler`` on a fresh queue; (ws url, procs, queue)."""
     queue = f"bench-handlers-{uuid.uuid4().hex[:8]}"
     port = procs.free_port()
@@ -64,7 +70,7 @@ async def stack(handler: str, log_dir: Path) -> tuple[str, list[procs.Proc], str
     await proc.wait_log("consuming", 30)
     gw = await procs.start(
         f"gateway-{queue}",
-        [*py, "gateway", *common, "--host", "127.0.0.1", "--port", str(port)],
+        [*py, "gateway", *common, "--host", "127.0.0.1", "--port", str(port), *gateway_args],
         log_dir,
         env=env,
     )
@@ -174,8 +180,48 @@ async def delete_queues(queue: str) -> None:
                 await channel.queue_delete(name)
 
 
-async def scenario(name: str, handler: str, log_dir: Path, run: Any) -> dict:
-    url, started, queue = await stack(handler, log_dir)
+async def slow_and_bystander(url: str, duration: float) -> dict:
+    """Issue 15: 2 requests/s that take 60 s (30 s deadline) and a bystander every 200 ms."""
+    bystander: list[float] = []
+    errors: dict[str, int] = {}
+    slow_outcomes: dict[str, int] = {}
+    stop = time.perf_counter() + duration
+
+    async def slow(client: hopline.Client) -> None:
+        pending = []
+        while time.perf_counter() < stop:
+            pending.append(await client.submit("slow"))
+            await asyncio.sleep(0.5)
+        for outcome in await asyncio.gather(*pending, return_exceptions=True):
+            key = getattr(outcome, "code", None) or "reply"
+            slow_outcomes[str(key)] = slow_outcomes.get(str(key), 0) + 1
+
+    async def watch(client: hopline.Client) -> None:
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            try:
+                await client.request("hello")
+                bystander.append(time.perf_counter() - t0)
+            except hopline.RequestError as exc:
+                errors[str(exc.code)] = errors.get(str(exc.code), 0) + 1
+            await asyncio.sleep(max(0.0, 0.2 - (time.perf_counter() - t0)))
+
+    async with hopline.connect(url, timeout=None) as a, hopline.connect(url) as b:
+        await asyncio.gather(slow(a), watch(b))
+    return {
+        "slow_outcomes": slow_outcomes,
+        "bystander_replies": len(bystander),
+        "bystander_errors": errors,
+        "bystander_p50_ms": round(pct(bystander, 0.5), 2),
+        "bystander_p99_ms": round(pct(bystander, 0.99), 2),
+        "bystander_max_ms": round(max(bystander, default=0.0) * 1000, 2),
+    }
+
+
+async def scenario(
+    name: str, handler: str, log_dir: Path, run: Any, gateway_args: tuple[str, ...] = ()
+) -> dict:
+    url, started, queue = await stack(handler, log_dir, gateway_args)
     try:
         result = await run(url)
     finally:
@@ -202,10 +248,24 @@ async def main(args: argparse.Namespace) -> int:
                 lambda url: closed_loop(url, 10, d, plain=True),
             ),
         ]
+        slow_run = max(d, 60.0)  # at least the handler's 60 s: slots fill up after 30 s
+        slow_plan = [
+            ("slow-async", "bench_handlers:slow60", lambda url: slow_and_bystander(url, slow_run)),
+            (
+                "slow-sync",
+                "bench_handlers:slow60_sync",
+                lambda url: slow_and_bystander(url, slow_run),
+            ),
+        ]
         try:
             for name, handler, run in plan:
                 if not args.scenario or name in args.scenario:
                     results.append(await scenario(name, handler, log_dir, run))
+            for name, handler, run in slow_plan:  # 60+ s each: only when asked for
+                if args.scenario and name in args.scenario:
+                    results.append(
+                        await scenario(name, handler, log_dir, run, ("--request-timeout", "30"))
+                    )
         except RuntimeError as exc:
             print(f"bench/handlers.py: could not start: {exc}", file=sys.stderr)
             return 3

@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import importlib.util
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -219,6 +220,14 @@ def processor(**kw: Any) -> None:
         received = run(run_until_signalled(worker.start, worker.stop, started))
     except (BrokerUnavailable, StartupError) as exc:
         runtime.fail(str(exc), runtime.STARTUP_FAILURE)
+    if worker.caller.abandoned_running:
+        # Blocking calls given up at their deadline still run in pool threads, which the
+        # interpreter would wait for at exit (up to the handler's full time): skip that.
+        code = runtime.INTERRUPTED if received == signal.SIGINT else 0
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     _exit_for(received)
 
 

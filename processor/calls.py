@@ -118,6 +118,7 @@ class Caller:
         self.failures = 0
         self._slots = asyncio.Semaphore(concurrency)
         self._pool: ThreadPoolExecutor | None = None
+        self._abandoned: set[Future[Any]] = set()  # thread calls given up while running
 
     @property
     def inline(self) -> bool:
@@ -138,6 +139,26 @@ class Caller:
         """Let the pool's threads end once their calls return (abandoned ones are not waited)."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def abandoned_running(self) -> int:
+        """Calls given up (deadline, shutdown) whose thread is still running them.
+
+        The interpreter waits for every pool thread at exit; the ``processor`` command
+        exits without waiting when this is not 0 (nobody wants those results).
+        """
+        self._abandoned = {f for f in self._abandoned if not f.done()}
+        return len(self._abandoned)
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the pool; if the caller gives up while it runs, it is abandoned."""
+        future = self.pool.submit(fn, *args)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if not future.cancel():  # already running: cannot be stopped
+                self._abandoned.add(future)
+            raise
 
     async def run(
         self,
@@ -166,8 +187,7 @@ class Caller:
         args = (payload, ctx) if self.shape.takes_context else (payload,)
         try:
             if self.shape.kind == "sync":
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self.pool, self.handler, *args)
+                result = await self._in_thread(self.handler, *args)
             else:  # a coroutine, or a generator (creating one runs none of its code)
                 result = self.handler(*args)
             return await self._settle(result, index, streams)
@@ -225,7 +245,7 @@ class Caller:
             task = asyncio.ensure_future(_pump_async(gen, collect))
         else:
             pool = None if self.shape.inline else self.pool
-            task = asyncio.ensure_future(_pump_sync(gen, collect, pool))
+            task = asyncio.ensure_future(_pump_sync(gen, collect, pool, self._abandoned))
         if streams is None:
             return await task
         streams.register(index, task)
@@ -312,7 +332,10 @@ def _next(gen: Generator[Any, None, None]) -> tuple[bool, Any]:
 
 
 async def _pump_sync(
-    gen: Generator[Any, None, None], collect: _Collector, pool: ThreadPoolExecutor | None
+    gen: Generator[Any, None, None],
+    collect: _Collector,
+    pool: ThreadPoolExecutor | None,
+    abandoned: set[Future[Any]],
 ) -> str | bytes:
     if pool is None:
         try:
@@ -329,6 +352,8 @@ async def _pump_sync(
         except asyncio.CancelledError:
             # A running next() cannot be stopped: close the generator once it returns.
             future.add_done_callback(lambda _: gen.close())
+            if not future.done():
+                abandoned.add(future)
             raise
         if not more:
             return collect.result()

@@ -209,6 +209,9 @@ class Processor:
                     await asyncio.wait(set(self._in_progress))
         await self._close()
         log.info("stopped after %d requests (%d failed)", self.handled, self.failed)
+        abandoned = self.caller.abandoned_running
+        if abandoned:
+            log.warning("%d abandoned handler calls still run in threads; not waiting", abandoned)
 
     async def _close(self) -> None:
         if self._watchdog_task is not None:

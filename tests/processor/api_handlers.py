@@ -56,3 +56,10 @@ def _trace(line: str) -> None:
     if marker:
         with open(marker, "a") as f:
             f.write(line + "\n")
+
+
+def sleepy(payload: str | bytes) -> str | bytes:
+    """Block 60 s (touching HOPLINE_TEST_MARKER first); the test gives up long before."""
+    _trace("started")
+    time.sleep(60)
+    return payload

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import aio_pika
 import pytest
 from websockets.asyncio.client import connect
 
@@ -17,6 +18,7 @@ from processor.calls import shape_of
 from processor.handlers import load_hooks
 from tests.conftest import Stack, ws_url
 from tests.faults.conftest import queue_counts, subprocess_env
+from tests.helpers import eventually
 from tests.processor import api_handlers
 from tests.processor.test_processor import rpc_call
 
@@ -146,3 +148,43 @@ async def test_failing_startup_exits_3_with_one_line_before_consuming(stack: Sta
     ]
     await stack.gateway()  # declares the queues: the processor never did
     assert (await queue_counts(stack.rabbitmq_url, topo.input_queue))[1] == 0
+
+
+async def test_sigterm_does_not_wait_for_abandoned_blocking_calls(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A 60 s blocking call abandoned at its 1 s deadline: SIGTERM exits 0 in seconds."""
+    marker = tmp_path / "started"
+    topo = stack.topology
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hopline", "-v", "processor",
+        "--rabbitmq-url", stack.rabbitmq_url, "--input-queue", topo.input_queue,
+        "--handler", "tests.processor.api_handlers:sleepy",
+        cwd=ROOT, env=subprocess_env(HOPLINE_TEST_MARKER=str(marker)),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        async with asyncio.timeout(30):
+            while b"hopline processor ready" not in await proc.stderr.readline():
+                pass
+        conn = await aio_pika.connect(stack.rabbitmq_url)
+        async with conn:
+            channel = await conn.channel()
+            deadline = int((time.time() + 1) * 1000)
+            await channel.default_exchange.publish(
+                aio_pika.Message(
+                    b"x", reply_to="nobody", headers={"x-hopline-deadline-ms": deadline}
+                ),
+                routing_key=topo.input_queue,
+            )
+        await eventually(marker.exists, message="the handler started")
+        proc.terminate()
+        async with asyncio.timeout(15):  # the handler would block for 60 s
+            _, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+    assert b"abandoned handler calls still run in threads; not waiting" in err
