@@ -18,7 +18,8 @@ Scenarios:
 * ``slow-async`` / ``slow-sync`` (only with ``--scenario``, 60+ s each): issue 15's row,
   2 requests/s whose handler takes 60 s, a 30 s request timeout, default concurrency
   (64 slots), and a bystander sending ``hello`` every 200 ms: its replies, errors and
-  latency (before deadlines reached the handler, every slot was held after ~32 s).
+  latency (issue 15 reported every client starved 38 s before deadlines reached the
+  handler).
 
 Exit code 0, or 3 when something could not start.
 """
