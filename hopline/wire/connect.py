@@ -16,8 +16,6 @@ Contract:
   just lost tried last: a partitioned node only answers with silence, costing a
   whole attempt timeout) until it is closed. Channels are not restored behind the
   owner's back: ``setup`` builds everything anew on each connection.
-* :func:`connect` is the older entry point (robust connections to one address of
-  the list), kept for callers that still rely on aio-pika's channel restoration.
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 import aio_pika
-from aio_pika.abc import AbstractConnection, AbstractRobustConnection
+from aio_pika.abc import AbstractConnection
 
 from hopline.wire.addresses import AMQP_SCHEMES, parse_amqp_urls, primary_url, redact_url
 
@@ -39,7 +37,6 @@ __all__ = [
     "BrokerUnavailable",
     "Link",
     "Order",
-    "connect",
     "open_connection",
     "parse_amqp_urls",
     "primary_url",
@@ -137,6 +134,8 @@ class Link:
         self.connections_made = 0
         self.last_errors: list[str] = []
         self._current: str | None = None
+        self._lost: asyncio.Future[BaseException | None] | None = None
+        self._closing_tasks: set[asyncio.Future[None]] = set()
         self._suspect: str | None = None  # the address whose connection was lost last
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -188,13 +187,14 @@ class Link:
             with contextlib.suppress(Exception):
                 await conn.close()
 
-    async def drop(self, reason: str) -> None:
-        """Close the current connection (e.g. found silent) so that the link reconnects."""
-        conn = self.connection
-        if conn is not None and not conn.is_closed:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self.attempt_timeout):
-                    await conn.close(ConnectionError(reason))
+    def drop(self, reason: str) -> None:
+        """Give up the current connection now (found silent): ``on_lost``, then reconnect.
+
+        A silent connection cannot be closed politely (the broker would have to answer),
+        so the link does not wait for the close: it is finished in the background.
+        """
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(ConnectionError(reason))
 
     async def _run(self, round_failed: asyncio.Event) -> None:
         while not self._closing:
@@ -204,6 +204,7 @@ class Link:
                 await asyncio.sleep(RETRY_PAUSE)
                 continue
             lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+            self._lost = lost
 
             def closed(_: object, exc: BaseException | None = None, lost=lost) -> None:
                 if not lost.done():
@@ -224,8 +225,9 @@ class Link:
             log.warning("%s connection to %s lost: %s", self.name, redact_url(str(conn.url)), exc)
             if self.on_lost is not None:
                 self.on_lost(exc)
-            with contextlib.suppress(Exception):
-                await conn.close()
+            closing = asyncio.ensure_future(_close_quietly(conn, self.attempt_timeout))
+            self._closing_tasks.add(closing)
+            closing.add_done_callback(self._closing_tasks.discard)
 
     async def _connect_round(self) -> AbstractConnection | None:
         """Try every address once; a connection whose ``setup`` finished, or None.
@@ -266,43 +268,9 @@ class Link:
         return None
 
 
-async def connect(
-    url: str | Sequence[str],
-    names: list[str],
-    timeout: float,
-    order: Order = "shuffle",
-) -> list[AbstractRobustConnection]:
-    """Open one robust connection per name (shown in the management UI) within ``timeout``.
-
-    With several addresses, each connection goes to the first one (in ``order``) that
-    accepts; aio-pika then reconnects to that same address.
-
-    Raises:
-        BrokerUnavailable: a connection could not be made in time; the ones already
-            open are closed first.
-    """
-    urls = _ordered(parse_amqp_urls(url), order)
-    per_attempt = max(timeout / len(urls), 0.5)
-    connections: list[AbstractRobustConnection] = []
-    reasons: list[str] = []
-    try:
-        for name in names:
-            for candidate in urls:
-                try:
-                    async with asyncio.timeout(per_attempt):
-                        conn = await aio_pika.connect_robust(
-                            candidate, client_properties={"connection_name": name}
-                        )
-                except _ATTEMPT_ERRORS as exc:
-                    reasons.append(f"{redact_url(candidate)}: {_reason(exc, per_attempt)}")
-                    continue
-                connections.append(conn)
-                break
-            else:
-                raise BrokerUnavailable("cannot reach RabbitMQ at " + "; ".join(reasons))
-    except BaseException:
-        for conn in connections:
-            with contextlib.suppress(Exception):
-                await conn.close()
-        raise
-    return connections
+async def _close_quietly(conn: AbstractConnection, timeout: float) -> None:
+    """Close a lost connection, giving up after ``timeout`` (a silent peer never answers;
+    aiormq's own heartbeat check then ends it)."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(timeout):
+            await conn.close()

@@ -45,10 +45,12 @@ def is_blocked(connection: Any) -> bool:
 
 
 class HoldsConnection(Protocol):
-    """Anything with a current connection (a :class:`~hopline.wire.connect.Link`)."""
+    """Anything with a current connection it can give up (a :class:`~hopline.wire.connect.Link`)."""
 
     @property
     def connection(self) -> AbstractConnection | None: ...
+
+    def drop(self, reason: str) -> None: ...
 
 
 def heartbeat_of(url: str) -> int:
@@ -120,7 +122,12 @@ class Watchdog:
             await self._channel.set_qos(prefetch_count=0)
 
     async def _drop(self, probe: asyncio.Future[None]) -> None:
-        """Close the silent connection so that aio-pika reconnects; wait for the probe to end."""
+        """Give up the silent connection so that it is replaced; wait for the probe to end."""
+        if not isinstance(self.source, AbstractConnection):
+            self.source.drop("no answer from RabbitMQ")  # the link reconnects at once
+            probe.cancel()
+            self._channel = None
+            return
         waiting: set[asyncio.Future[Any]] = {probe}
         transport = self._watched.transport if self._watched is not None else None
         if transport is not None:

@@ -11,7 +11,6 @@ from hopline.broker_node import free_port
 from hopline.wire.connect import (
     BrokerUnavailable,
     Link,
-    connect,
     open_connection,
     parse_amqp_urls,
     redact_url,
@@ -53,9 +52,6 @@ async def test_a_dead_address_is_skipped(rabbitmq_url: str, order: str) -> None:
         assert str(conn.url).startswith(rabbitmq_url.rstrip("/"))
     finally:
         await conn.close()
-    robust = await connect([dead_url(), rabbitmq_url], ["a", "b"], 4.0)
-    for c in robust:
-        await c.close()
 
 
 async def test_no_address_answers_names_each_one() -> None:
