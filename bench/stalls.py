@@ -80,6 +80,9 @@ async def window(
     out: Path = args.out
     name, gw, proc = stack["name"], stack["gw"], stack["proc"]
     spy = str(Path(PY).parent / "py-spy")
+    load = ["open", "--connections", "100", "--rate", str(args.rate)]
+    if args.mode == "closed":
+        load = ["closed", "--connections", "50"]
     spies = []
     if args.profile == "py-spy":
         for role, p in (("gateway", gw), ("processor", proc)):
@@ -89,9 +92,8 @@ async def window(
             spies.append(await procs.start(f"py-spy-{name}-{role}-{i}", argv, log_dir))
     driver = await procs.start(
         f"driver-{name}-{i}",
-        [PY, str(BENCH / "driver.py"), "open", "--url", stack["url"], "--connections", "100",
-         "--rate", str(args.rate), "--duration", str(args.duration),
-         "--warmup", str(args.warmup)],
+        [PY, str(BENCH / "driver.py"), *load, "--url", stack["url"],
+         "--duration", str(args.duration), "--warmup", str(args.warmup)],
         log_dir, pipe_stdio=True,
     )  # fmt: skip
     broker = procs.broker_pid() or 0
@@ -118,7 +120,8 @@ async def window(
     result["code"] = name
     result["window_unix"] = [round(t_begin, 3), round(t_end, 3)]
     result["cpu_cores"] = watch.cores
-    result["per_reply_us"] = {k: round(v / args.rate * 1e6, 1) for k, v in watch.cores.items()}
+    replies_per_s = result["throughput"] if args.mode == "closed" else args.rate
+    result["per_reply_us"] = {k: round(v / replies_per_s * 1e6, 1) for k, v in watch.cores.items()}
     # Milliseconds per second each process was runnable but waited for a CPU.
     span = max(t_end - t_begin, 1e-9)
     result["runq_wait_ms_per_s"] = {
@@ -136,7 +139,8 @@ async def window(
                 lines = path.read_text().splitlines()
                 result["profile"][role] = report.collapse_profile(lines, top=20)
     print(
-        f"[{time.strftime('%H:%M:%S')}] {name} {args.rate:,.0f}/s: p50 {result['p50_ms']:.2f} "
+        f"[{time.strftime('%H:%M:%S')}] {name} {result['throughput']:,.0f}/s: "
+        f"p50 {result['p50_ms']:.2f} "
         f"p99 {result['p99_ms']:.2f} max {result['max_ms']:.1f} ms, sent {result['sent']} "
         f"ok {result['ok']}, us/reply {result['per_reply_us']}, runq ms/s "
         f"{result['runq_wait_ms_per_s']}, load {result['load_average']}",
@@ -151,7 +155,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     started: list[procs.Proc] = []
     stacks = []
     try:
-        stacks.append(await start_stack("new", args, log_dir, None, started))
+        stacks.append(await start_stack("new", args, log_dir, args.code, started))
         if args.compare:
             stacks.append(await start_stack("base", args, log_dir, args.compare, started))
         windows = []
@@ -208,6 +212,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--profile", choices=["none", "py-spy"], default="none")
     parser.add_argument("--out", type=Path, default=Path("/tmp/hopline-stalls"))
+    parser.add_argument(
+        "--code", type=Path, help="run the first stack from this source tree (PYTHONPATH)"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=["open", "closed"],
+        default="open",
+        help="open loop at --rate, or closed loop (50 connections, one request in flight each)",
+    )
     parser.add_argument(
         "--compare",
         type=Path,
