@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import resource
 import sys
 import time
@@ -204,6 +205,10 @@ async def run_open(args: argparse.Namespace) -> dict:
     tally = Tally()
     suffix = args.suffix
     window = [float("inf"), float("inf")]
+    # Latencies per consecutive slice of the window (--slices): a stall of the machine
+    # spoils the p99 of the slices it falls in, not of every slice.
+    slices: list[list[int]] = [[] for _ in range(max(1, args.slices))]
+    slice_s = args.duration / len(slices)
     queues: list[list[tuple[float, str]]] = [[] for _ in clients]  # FIFO per socket (plain mode)
     heads = [0] * len(clients)
 
@@ -220,7 +225,9 @@ async def run_open(args: argparse.Namespace) -> dict:
             tally.check(text, expected)
             if window[0] <= scheduled < window[1]:
                 tally.in_window += 1
-                tally.hist.record_value(max(1, int((now - scheduled) * 1e6)))
+                us = max(1, int((now - scheduled) * 1e6))
+                tally.hist.record_value(us)
+                slices[min(int((scheduled - window[0]) / slice_s), len(slices) - 1)].append(us)
 
         return on_text
 
@@ -261,7 +268,16 @@ async def run_open(args: argparse.Namespace) -> dict:
         client.close()
     # Throughput in open mode is the offered rate actually answered within the window.
     tally.in_window = min(tally.in_window, round(args.duration * args.rate))
-    return summary(tally, args.duration, n, cpu, rate=args.rate)
+    slice_p99 = [_p99_ms(v) for v in slices]
+    return summary(tally, args.duration, n, cpu, rate=args.rate, slice_p99_ms=slice_p99)
+
+
+def _p99_ms(values: list[int]) -> float | None:
+    """The 99th percentile of microsecond latencies, in ms (nearest rank); None if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(len(ordered) * 0.99) - 1)] / 1000
 
 
 async def run_hold(args: argparse.Namespace) -> dict:
@@ -330,6 +346,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="hold: handshakes at once")
     parser.add_argument("--offset", type=int, default=0, help="hold: first connection number")
     parser.add_argument("--drain-timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--slices", type=int, default=1, help="open: also report the p99 of N equal slices"
+    )
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

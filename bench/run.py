@@ -379,8 +379,9 @@ class Bench:
         if mode == "closed":
             load = ["--connections", "50", "--suffix", suffix]
         else:
+            slices = ["--slices", str(self.args.sweep_slices)] if rate else []
             rate = rate or (500 if mode == "open" else self.args.low_rate)
-            load = ["--connections", "100", "--rate", str(rate), "--suffix", suffix]
+            load = ["--connections", "100", "--rate", str(rate), "--suffix", suffix, *slices]
         driver_mode = "closed" if mode == "closed" else "open"
         return [PY, str(BENCH / "driver.py"), driver_mode, "--url", system.url, *load, *timing]
 
@@ -433,6 +434,7 @@ class Bench:
                 starts.get(s.key, a.sweep_start),
                 steps=a.sweep_steps,
                 resolution=a.sweep_resolution,
+                statistic=a.sweep_statistic,
             )
             for s in systems
         }
@@ -447,6 +449,7 @@ class Bench:
                 a.sweep_start,
                 steps=a.sweep_steps,
                 resolution=a.sweep_resolution,
+                statistic=a.sweep_statistic,
             )
             for s in systems
         }
@@ -470,24 +473,37 @@ class Bench:
                     continue
                 r = await self.drive(system, "open", window, rate)
                 complete = r["sent"] == r["ok"] and not (r["lost"] or r["wrong"] or r["errors"])
-                searches[system.key].add(
-                    sweep.Point(rate, r["p50_ms"], r["p99_ms"], r["max_ms"], complete)
+                slice_p99 = tuple(x for x in r.get("slice_p99_ms", []) if x is not None)
+                point = sweep.Point(
+                    rate, r["p50_ms"], r["p99_ms"], r["max_ms"], complete, slice_p99
                 )
+                searches[system.key].add(point)
                 keep = ("p50_ms", "p90_ms", "p99_ms", "max_ms", "sent", "ok", "wrong", "errors")
                 points[system.key].append(
                     {"rate": rate, "complete": complete, "lost": r["lost"]}
                     | {k: r[k] for k in keep}
+                    | {
+                        "slice_p99_ms": list(slice_p99),
+                        "median_slice_p99_ms": point.median_slice_p99_ms,
+                    }
                     | {"cpu_cores": r["cpu_cores"], "load_average_1m": round(os.getloadavg()[0], 2)}
                     | _batching(r)
                 )
                 load.append(os.getloadavg()[0])
                 log(
                     f"{name} {system.key} {rate:,.0f}/s: p50 {r['p50_ms']:.2f} ms "
-                    f"p99 {r['p99_ms']:.2f} ms max {r['max_ms']:.1f} ms "
+                    f"p99 {r['p99_ms']:.2f} ms (slices {list(slice_p99)}) "
+                    f"max {r['max_ms']:.1f} ms "
                     f"sent {r['sent']} ok {r['ok']}"
                 )
         curves = {
-            s.key: {"points": points[s.key], "capacity": searches[s.key].capacities()}
+            s.key: {
+                "points": points[s.key],
+                "capacity": searches[s.key].capacities(),
+                "capacity_by_statistic": {
+                    stat: searches[s.key].capacities(stat) for stat in sweep.STATISTICS
+                },
+            }
             for s in systems
         }
         for key, c in curves.items():
@@ -497,6 +513,8 @@ class Bench:
             "warmup_s": self.args.warmup,
             "connections": 100,
             "budgets_ms": list(searches[systems[0].key].budgets_ms),
+            "statistic": self.args.sweep_statistic,
+            "slices": self.args.sweep_slices,
             "load_average_1m": {"min": round(min(load), 2), "max": round(max(load), 2)},
             "curves": curves,
         }
@@ -829,7 +847,8 @@ def write_plot(out: dict[str, Any], path: Path) -> None:
         f"({out['time'][:10]}, {out['machine']['nproc']} cores, load {load} at start)"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(sweep.svg(curves, budgets, title))
+    statistic = out.get("sweep", out.get("workers", {})).get("statistic", "p99")
+    path.write_text(sweep.svg(curves, budgets, title, statistic=statistic))
 
 
 def _shown(path: str) -> str:
@@ -907,6 +926,16 @@ def main() -> None:
     parser.add_argument("--sweep-steps", type=int, help="bisection points per system [8; quick 2]")
     parser.add_argument(
         "--sweep-start", type=float, default=1000.0, help="first rate for hopline [1000]"
+    )
+    parser.add_argument(
+        "--sweep-statistic",
+        choices=["p99", "median_slice_p99"],
+        default="p99",
+        help="what a point's latency is judged by: the window's p99, or the median of the "
+        "p99s of --sweep-slices slices (for a machine shared with other work) [p99]",
+    )
+    parser.add_argument(
+        "--sweep-slices", type=int, default=5, help="slices of each sweep window [5]"
     )
     parser.add_argument(
         "--sweep-start-reference", type=float, default=200.0, help="first rate, reference [200]"
