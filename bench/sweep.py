@@ -260,7 +260,7 @@ def svg(
         lx = left + pw + 12
         out.append(_line(lx, ly, lx + 22, ly, colour, width=2))
         out.append(_text(lx + 28, ly + 4, name, "start"))
-        caps = ", ".join(f"{b:g} ms: {c['capacity'].get(label(b)) or 0:,.0f}/s" for b in budgets_ms)
+        caps = ", ".join(f"{b:g} ms: {_rate(c['capacity'].get(label(b)))}" for b in budgets_ms)
         out.append(_text(lx + 28, ly + 18, caps, "start", size=10))
     ly = legend_y + len(curves) * 34 + 6
     lx = left + pw + 12
@@ -271,9 +271,21 @@ def svg(
     out.append(_line(lx, ly + 32, lx + 22, ly + 32, "#333", width=2, dash="1 3"))
     out.append(_text(lx + 28, ly + 36, "median of slice p99s", "start", size=10))
     out.append(
-        _text(lx, ly + 56, f"circle: capacity by {statistic}", "start", size=10)
-        + _text(lx, ly + 68, "(highest rate within", "start", size=10)
-        + _text(lx, ly + 80, "the budget)", "start", size=10)
+        _text(lx, ly + 56, "circle: capacity, the highest", "start", size=10)
+        + _text(
+            lx,
+            ly + 68,
+            "rate whose " + ("p99" if statistic == "p99" else "median of"),
+            "start",
+            size=10,
+        )
+        + _text(
+            lx,
+            ly + 80,
+            ("" if statistic == "p99" else "slice p99s ") + "met the budget",
+            "start",
+            size=10,
+        )
     )
     out.append("</svg>")
     return "\n".join(out) + "\n"
