@@ -225,6 +225,9 @@ class Bench:
     async def run(self) -> None:
         """Start every system, run (a) and (b) interleaved, then (c) and the profile."""
         a = self.args
+        if a.sweep_only:
+            await self.run_sweeps_only()
+            return
         log("starting the reference, hopline, and the two ceilings")
         ref = await self.setup_reference()
         hop, processors = await self.setup_hopline()
@@ -258,6 +261,20 @@ class Bench:
         if a.scale > 0:
             log(f"hopline: scale, {a.scale:,} sockets")
             self.record("scale_hopline", await self.scale(hop))
+        await self.stop(*hop.procs, *processors)
+
+    async def run_sweeps_only(self) -> None:
+        """``--sweep-only``: the reference and hopline, the sweep and the workers scenario."""
+        log("starting the reference and hopline (sweeps only)")
+        ref = await self.setup_reference()
+        hop, processors = await self.setup_hopline()
+        if self.args.sweep:
+            await self.sweep([ref, hop])
+        await self.stop(*ref.procs)
+        if self.args.workers_scenario:
+            two = await self.setup_hopline_gateway("hopline_workers_2", workers=2)
+            await self.workers([hop, two])
+            await self.stop(*two.procs)
         await self.stop(*hop.procs, *processors)
 
     async def interleaved(self, mode: str, systems: list[System]) -> None:
@@ -725,10 +742,11 @@ async def main_async(args: argparse.Namespace) -> int:
     goals = report.targets(measured)
     problems = report.verify(results)
     table = report.markdown_table(measured, goals)
-    print(table)
     cpu = report.cpu_table(results)
-    print("\nCPU microseconds per reply (scenario a.), from /proc:\n" + cpu)
-    print()
+    if measured:  # nothing of a.-d. with --sweep-only
+        print(table)
+        print("\nCPU microseconds per reply (scenario a.), from /proc:\n" + cpu)
+        print()
     for key in (
         "closed_reference",
         "closed_hopline",
@@ -913,6 +931,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-sweep", dest="sweep", action="store_false", help="skip the open-loop sweep"
+    )
+    parser.add_argument(
+        "--sweep-only",
+        action="store_true",
+        help="run only the sweep and the workers scenario (skip a.-d.)",
     )
     parser.add_argument(
         "--no-workers",
