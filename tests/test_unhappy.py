@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -217,6 +218,33 @@ def test_every_command_has_a_case() -> None:
     ctx = click.Context(main)
     covered = {cases(Places("h:1", 1, 2))[name].argv[0] for name in CASE_NAMES}
     assert set(main.list_commands(ctx)) <= covered
+
+
+def test_a_port_that_speaks_first_is_named_not_amqp() -> None:
+    """A service that greets and hangs up (an SSH banner) is told apart from a silent one,
+    with the line docs/troubleshooting.md lists."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+
+        def greet() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = server.accept()
+                    with conn:
+                        conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+        threading.Thread(target=greet, daemon=True).start()
+        url = f"amqp://guest:guest@127.0.0.1:{port}/"
+        code, _, err, seconds = run_hopline("processor", "--rabbitmq-url", url)
+    assert code == 3, err
+    assert_one_line(
+        err,
+        rf"hopline: error: cannot reach RabbitMQ at {REDACTED}127\.0\.0\.1:{port}/: "
+        rf"port {port} answers but not as an AMQP broker \(is it RabbitMQ's AMQP port\?\)",
+    )
+    assert seconds < SECONDS
 
 
 # The rows of issue 14 that need more than one command line.
