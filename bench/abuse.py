@@ -19,6 +19,8 @@ reply, ``perf_counter``) while an attacker *in another process* runs for
   2,048 (``--partial-extra`` adds options, e.g. ``--max-connections-per-address 50``);
   reports the gateway's peak descriptors and how many got a refusal at once, and
   /health from 127.0.0.1 while they are held.
+* ``slow-readers``: 50 sockets each pipelining 200 x 16 KiB requests, then reading
+  their replies at ~5 KiB/s (the issue's 1 GiB row); the RSS peak is the figure.
 * ``subprotocol-1MB``: 4 workers each open connections sending a 1 MB
   ``Sec-WebSocket-Protocol`` list (128 lines of 8 KB), over and over; reported
   with the gateway CPU per refused handshake (an upper bound on its loop time).
@@ -153,7 +155,46 @@ async def _subprotocol(port: int, duration: float) -> dict[str, object]:
     return {"statuses": statuses, "attempts": sum(statuses.values())}
 
 
+async def _slow_readers(port: int, duration: float, count: int = 50) -> dict[str, object]:
+    """``count`` sockets each pipelining 200 x 16 KiB requests, then reading ~5 KiB/s."""
+    deadline = time.monotonic() + duration
+    cut = 0
+
+    async def one() -> None:
+        nonlocal cut
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/ws"), max_size=None)
+        protocol.send_request(protocol.connect())
+        for data in protocol.data_to_send():
+            writer.write(data)
+        while not any(isinstance(e, Response) for e in protocol.events_received()):
+            protocol.receive_data(await reader.read(4096))
+        for _ in range(200):
+            protocol.send_text(b"x" * 16384)
+        for data in protocol.data_to_send():
+            writer.write(data)  # left for the transport to push as the gateway reads
+        with contextlib.suppress(ConnectionError):
+            while time.monotonic() < deadline:
+                data = await reader.read(512)
+                if not data:
+                    cut += 1
+                    break
+                await asyncio.sleep(0.1)  # ~5 KiB/s
+        writer.transport.abort()
+
+    await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+    return {"sockets": count, "cut_by_gateway": cut}
+
+
 async def attacker(kind: str, port: int, duration: float) -> None:
+    if kind == "slow":
+        print(json.dumps(await _slow_readers(port, duration)), flush=True)
+        return
     if kind in ("ping", "hello"):
         result = await _flood(port, duration, kind)
     else:
@@ -284,6 +325,7 @@ SCENARIOS = {
     "hello-flood": ("hello", ()),
     "hello-flood-hardened": ("hello", ("--rate-limit", "20", "--rate-burst", "20")),
     "subprotocol-1MB": ("subprotocol", ()),
+    "slow-readers": ("slow", ()),
     "partial-2500": ("partial", ()),
 }
 
