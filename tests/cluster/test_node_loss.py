@@ -141,6 +141,14 @@ async def test_sigkill_of_the_quorum_leaders_node(scene: Scene) -> None:
     """A new leader is elected; meanwhile errors are 'unavailable' only, for under 5 s."""
     gateways = await spread(scene, leader=0, gateway_nodes=(1, 2))
     node = scene.cluster.nodes[0]
+    management = ",".join(n.management_url for n in scene.cluster.nodes)
+    watcher = await scene.gateway(1, management_url=management)  # no load: /stats only
+    await eventually(
+        lambda: stats_show(watcher, scene, "quorum", node.name),
+        timeout=20,
+        interval=0.5,
+        message="/stats: quorum, leader on node 0",
+    )
     loop = asyncio.get_running_loop()
 
     async def kill() -> float:
@@ -153,6 +161,12 @@ async def test_sigkill_of_the_quorum_leaders_node(scene: Scene) -> None:
         check(tl, at, errors_allowed=True)
     leader = await asyncio.to_thread(scene.cluster.queue_leader, scene.topology.input_queue)
     assert leader is not node
+    await eventually(
+        lambda: stats_show(watcher, scene, "quorum", leader.name),
+        timeout=20,
+        interval=0.5,
+        message="/stats: the new leader",
+    )
     await restart(scene, 0)
     await all_serve(scene, gateways)
 
@@ -215,9 +229,16 @@ async def test_classic_queue_on_a_dead_node_makes_health_503(scene: Scene) -> No
     """A classic input queue whose node is down cannot be served: /health says so."""
     scene.topology = dataclasses.replace(scene.topology, queue_type="classic")
     await scene.place_leader(1)  # the classic queue lives on node 1
-    gw = await scene.gateway(0)
+    management = ",".join(node.management_url for node in scene.cluster.nodes)
+    gw = await scene.gateway(0, management_url=management)
     await scene.processor(0)
     await eventually(scene_consumers(scene, 1), timeout=60, interval=0.5, message="processor")
+    await eventually(
+        lambda: stats_show(gw, scene, "classic", scene.cluster.nodes[1].name),
+        timeout=20,
+        interval=0.5,
+        message="/stats: type and leader from the management API",
+    )
 
     async def health() -> tuple[int, str]:
         doc = await http_get(health_url(gw), timeout=5)
@@ -231,6 +252,17 @@ async def test_classic_queue_on_a_dead_node_makes_health_503(scene: Scene) -> No
     assert "unreachable" in reason
     await restart(scene, 1)
     await eventually(lambda: _is(health, 200), timeout=30, message="healthy again")
+
+
+async def stats_show(gw: Gateway, scene: Scene, queue_type: str, leader: str) -> bool:
+    """Whether /stats reports the input queue's type and leader node (management API)."""
+    doc = (await http_get(f"http://127.0.0.1:{gw.port}/stats", timeout=5)).json()
+    items = {item["name"]: item for item in doc["queues"]["items"]}
+    item = items.get(scene.topology.input_queue, {})
+    return doc["queues"]["source"] == "management" and (item.get("type"), item.get("leader")) == (
+        queue_type,
+        leader,
+    )
 
 
 async def _is(health: Callable[[], Awaitable[tuple[int, str]]], status: int) -> bool:
