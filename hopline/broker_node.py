@@ -277,6 +277,14 @@ class PrivateBroker:
             port_answers("127.0.0.1", self.port) or self._node_processes()
         ) and time.monotonic() < deadline:
             time.sleep(0.1)
+        # A node signalled while it boots may outlive its wrapper and ignore SIGTERM: kill it.
+        leftovers = self._node_processes()
+        for target in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(target, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0
+        while leftovers and self._node_processes() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the node gracefully (SIGTERM), then forcefully if it lingers."""

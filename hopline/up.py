@@ -123,6 +123,9 @@ def run_stack(settings: GatewaySettings, kw: dict[str, Any]) -> int:
             guard.cleaning = True  # from here on, a signal kills instead of interrupting
             guard.children.stop(settings.drain_timeout + 5)
             if guard.private is not None:
+                # A throwaway node: nothing in it is kept, so no graceful stop (a node
+                # interrupted while it boots can ignore SIGTERM for its whole 30 s timeout).
+                guard.private.kill()
                 guard.private.cleanup()
 
 
@@ -156,8 +159,10 @@ class _Guard:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        # Everything is stopped and removed: the command exits next. A late signal (the
+        # second Ctrl-C of an impatient user) must not turn that into a KeyboardInterrupt.
+        for sig in self._previous:
+            signal.signal(sig, _exit_now)
 
     def install(self) -> None:
         """(Re)install the handlers: the event loop's own replace them while it runs."""
@@ -178,6 +183,10 @@ class _Guard:
         if self.private is not None:
             self.private.kill()
             self.private.cleanup()
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    os._exit(INTERRUPTED)
 
 
 def _nothing_listens_locally(urls: str) -> bool:
