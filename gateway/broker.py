@@ -134,6 +134,7 @@ class Broker:
         self._publish_channel: AbstractChannel | None = None
         self._monitor_channel: AbstractChannel | None = None
         self._reply_queue: AbstractQueue | None = None
+        self._consume_channel: AbstractChannel | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._deadline_wakeup = asyncio.Event()
         self._closing = False
@@ -244,6 +245,7 @@ class Broker:
         queue = await consume_channel.declare_queue(name, exclusive=True, auto_delete=True)
         await queue.consume(self._on_reply, no_ack=True)
         self._monitor_channel = monitor_channel
+        self._consume_channel = consume_channel
         self._reply_queue = queue
         self.reply_queue_name = name
         self.monitor.reachable()
@@ -251,6 +253,7 @@ class Broker:
     def _consume_lost(self, exc: BaseException | None) -> None:
         """The reply path is gone: nobody will see a reply to what is pending now."""
         self._reply_queue = None
+        self._consume_channel = None
         if self.table.pending:
             log.warning("reply path lost; failing %d pending requests", self.table.pending)
         self.fail_pending(
@@ -285,13 +288,17 @@ class Broker:
     @property
     def connected(self) -> bool:
         """Whether requests can go out and replies come back right now (see module docstring)."""
-        links = (self._publish_link, self._consume_link)
-        if not all(link is not None and link.ready.is_set() for link in links):
+        # On every submit: plain checks, no generators (about 1 us less per request).
+        publish, consume = self._publish_link, self._consume_link
+        if publish is None or consume is None:
             return False
-        channel, queue = self._publish_channel, self._reply_queue
-        if channel is None or channel.is_closed or queue is None or queue.channel.is_closed:
+        if not (publish.ready.is_set() and consume.ready.is_set()):
             return False
-        return not any(watchdog.silent for watchdog in self._watchdogs)
+        channel, replies = self._publish_channel, self._consume_channel
+        if channel is None or replies is None or channel.is_closed or replies.is_closed:
+            return False
+        watchdogs = self._watchdogs  # none, or the publish and the consume connection's
+        return not watchdogs or not (watchdogs[0].silent or watchdogs[1].silent)
 
     @property
     def broker_address(self) -> str | None:
