@@ -30,7 +30,7 @@ Contract:
   the reply path is lost, every request waiting on it fails at once with
   ``unavailable`` ("may or may not have run"): nothing waits for its deadline.
 * A publish the broker refuses (nack) is ``busy`` only when the queue has a limit
-  and is full (see :meth:`Broker._refused`); otherwise (a quorum queue without a
+  and is full (see :mod:`gateway.refusal`); otherwise (a quorum queue without a
   leader during a node loss) it is ``unavailable``.
 * Streamed replies (:mod:`hopline.wire.batch`, :mod:`gateway.partials`): every
   message asks for partial replies (:data:`~hopline.wire.amqp.STREAM_HEADER`); their
@@ -48,51 +48,43 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import (
-    AbstractChannel,
     AbstractConnection,
     AbstractIncomingMessage,
-    AbstractQueue,
 )
 from aiormq.exceptions import ChannelInvalidStateError, DeliveryError, PublishError
-from pamqp.commands import Basic
 
 from gateway.config import GatewaySettings
+from gateway.links import BrokerLinks
 from gateway.memory import MemoryReturner
 from gateway.metrics import GatewayMetrics
 from gateway.monitor import QueueMonitor, QueueSample
+from gateway.outgoing import Properties, headers, pack, properties
 from gateway.partials import final_results, partial_events
+from gateway.refusal import RefusalJudge
 from gateway.replies import reply_results
 from gateway.requests import Request, Result
 from gateway.table import InFlight, RequestTable
 from hopline.wire.amqp import (
-    BINARY_CONTENT_TYPE,
     CONTROL_HEADER,
-    DEADLINE_HEADER,
     RUN_HEADER,
-    STREAM_HEADER,
-    TEXT_CONTENT_TYPE,
 )
 from hopline.wire.batch import (
-    BATCH_CONTENT_TYPE,
     CANCEL_CONTENT_TYPE,
     PARTIAL_CONTENT_TYPE,
     BatchFormatError,
     decode_partials,
     encode_cancel,
 )
-from hopline.wire.batch import encode_requests as encode_batch
-from hopline.wire.connect import Link, redact_url
+from hopline.wire.connect import redact_url
 from hopline.wire.errors import ErrorCode, Failure
-from hopline.wire.liveness import Watchdog, heartbeat_of, is_blocked
+from hopline.wire.liveness import is_blocked
 
 __all__ = ["Broker", "QueueSample"]
 
-Properties = Basic.Properties
 
 log = logging.getLogger(__name__)
 
@@ -109,17 +101,13 @@ MAX_PUBLISHES_IN_FLIGHT = 1
 
 Outgoing = tuple[InFlight, bytes, Properties, str]  # entry, body, properties, routing key
 
-#: Seconds one queue-depth probe answers for every publish refused meanwhile.
-DEPTH_PROBE_REUSE = 0.2
-
 
 class Broker:
-    """Owns the AMQP connections of one gateway process. See the module docstring."""
+    """Moves the requests of one gateway process over its AMQP links (module docstring)."""
 
     def __init__(self, settings: GatewaySettings, metrics: GatewayMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.reply_queue_name = f"hopline.reply.{uuid.uuid4()}"
         self.table = RequestTable(
             settings.request_timeout,
             max_pending=settings.max_pending,
@@ -129,18 +117,12 @@ class Broker:
         self._memory = MemoryReturner()
         self._flush_scheduled = False
         self._publishing = 0
-        self._publish_link: Link | None = None
-        self._consume_link: Link | None = None
-        self._publish_channel: AbstractChannel | None = None
-        self._monitor_channel: AbstractChannel | None = None
-        self._reply_queue: AbstractQueue | None = None
-        self._consume_channel: AbstractChannel | None = None
+        self.links = BrokerLinks(settings, self.monitor, self._on_reply, self._reply_path_lost)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._deadline_wakeup = asyncio.Event()
         self._closing = False
         self._idle: asyncio.Event | None = None
-        self._watchdogs: list[Watchdog] = []
-        self._depth_probes: dict[str, tuple[float, asyncio.Task[int | None]]] = {}
+        self._refusals = RefusalJudge(settings.topology, lambda: self.links.consume_conn)
 
     # Views for /health, /stats and tests
 
@@ -169,17 +151,26 @@ class Broker:
         """Unix time of the latest queue sample."""
         return self.monitor.sampled_at
 
-    # Lifecycle
+    @property
+    def reply_queue_name(self) -> str:
+        """This gateway's reply queue right now (a fresh one per consume connection)."""
+        return self.links.reply_queue_name
+
+    @property
+    def connected(self) -> bool:
+        """Whether requests can go out and replies come back right now (gateway.links)."""
+        return self.links.connected
+
+    @property
+    def broker_address(self) -> str | None:
+        """The node the reply path is connected to right now (redacted URL), if any."""
+        return self.links.broker_address
 
     @property
     def _publish_conn(self) -> AbstractConnection | None:
-        """The publish connection right now (None while reconnecting)."""
-        return self._publish_link.connection if self._publish_link is not None else None
+        return self.links.publish_conn
 
-    @property
-    def _consume_conn(self) -> AbstractConnection | None:
-        """The consume connection right now (None while reconnecting)."""
-        return self._consume_link.connection if self._consume_link is not None else None
+    # Lifecycle
 
     async def start(self, connect_timeout: float = 10.0) -> None:
         """Connect, declare the queues, start consuming replies.
@@ -187,82 +178,24 @@ class Broker:
         Raises:
             BrokerUnavailable: the broker did not accept a connection in time.
         """
-        url = self.settings.rabbitmq_url
-        settings = self.settings
-        self._publish_link = Link(
-            url,
-            "hopline-gateway-publish",
-            self._setup_publish,
-            self._publish_lost,
-            attempt_timeout=min(settings.connect_attempt_timeout, connect_timeout),
-            order=settings.rabbitmq_order,
-        )
-        self._consume_link = Link(
-            url,
-            "hopline-gateway-consume",
-            self._setup_consume,
-            self._consume_lost,
-            attempt_timeout=min(settings.connect_attempt_timeout, connect_timeout),
-            order=settings.rabbitmq_order,
-        )
-        try:
-            await asyncio.gather(
-                self._publish_link.start(connect_timeout),
-                self._consume_link.start(connect_timeout),
-            )
-        except BaseException:
-            await self._publish_link.close()
-            await self._consume_link.close()
-            raise
+        await self.links.start(connect_timeout, self._spawn)
         await self.sample_queues()
         self._spawn(self._monitor_loop())
         self._spawn(self._deadline_loop())
-        heartbeat = heartbeat_of(url)
-        if heartbeat > 0:  # notice a silent (partitioned) connection within ~2 heartbeats
-            self._watchdogs = [
-                Watchdog(self._publish_link, heartbeat, "publish"),
-                Watchdog(self._consume_link, heartbeat, "consume"),
-            ]
-            for watchdog in self._watchdogs:
-                self._spawn(watchdog.run())
         log.info(
             "connected to %s, reply queue %s, batching %s",
-            redact_url(url),
+            redact_url(self.settings.rabbitmq_url),
             self.reply_queue_name,
             "active" if self.batching_active else "inactive",
         )
 
-    async def _setup_publish(self, conn: AbstractConnection) -> None:
-        """On every publish connection: one channel with publisher confirms."""
-        self._publish_channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
-
-    async def _setup_consume(self, conn: AbstractConnection) -> None:
-        """On every consume connection: the input queues, and a fresh reply queue consumed."""
-        monitor_channel = await conn.channel()
-        await self.settings.topology.declare(monitor_channel)
-        consume_channel = await conn.channel()
-        name = f"hopline.reply.{uuid.uuid4()}"
-        queue = await consume_channel.declare_queue(name, exclusive=True, auto_delete=True)
-        await queue.consume(self._on_reply, no_ack=True)
-        self._monitor_channel = monitor_channel
-        self._consume_channel = consume_channel
-        self._reply_queue = queue
-        self.reply_queue_name = name
-        self.monitor.reachable()
-
-    def _consume_lost(self, exc: BaseException | None) -> None:
+    def _reply_path_lost(self) -> None:
         """The reply path is gone: nobody will see a reply to what is pending now."""
-        self._reply_queue = None
-        self._consume_channel = None
         if self.table.pending:
             log.warning("reply path lost; failing %d pending requests", self.table.pending)
         self.fail_pending(
             "the connection to RabbitMQ was lost; the request may or may not have run"
         )
-
-    def _publish_lost(self, exc: BaseException | None) -> None:
-        """Unconfirmed publishes fail through their own exception; nothing else to do."""
-        self._publish_channel = None
 
     def stop_accepting(self) -> None:
         """Refuse new requests (``unavailable``) from now on; pending ones still get replies."""
@@ -280,30 +213,7 @@ class Broker:
         for task in list(self._tasks):
             task.cancel()
         self.fail_pending("gateway is shutting down")
-        for link in (self._publish_link, self._consume_link):
-            if link is not None:
-                with contextlib.suppress(Exception):
-                    await link.close()
-
-    @property
-    def connected(self) -> bool:
-        """Whether requests can go out and replies come back right now (see module docstring)."""
-        # On every submit: plain checks, no generators (about 1 us less per request).
-        publish, consume = self._publish_link, self._consume_link
-        if publish is None or consume is None:
-            return False
-        if not (publish.ready.is_set() and consume.ready.is_set()):
-            return False
-        channel, replies = self._publish_channel, self._consume_channel
-        if channel is None or replies is None or channel.is_closed or replies.is_closed:
-            return False
-        watchdogs = self._watchdogs  # none, or the publish and the consume connection's
-        return not watchdogs or not (watchdogs[0].silent or watchdogs[1].silent)
-
-    @property
-    def broker_address(self) -> str | None:
-        """The node the reply path is connected to right now (redacted URL), if any."""
-        return self._consume_link.url if self._consume_link is not None else None
+        await self.links.close()
 
     async def wait_idle(self) -> None:
         """Return once no request is pending."""
@@ -354,7 +264,7 @@ class Broker:
                 self._spawn(self._send_cancel(entry.control, entry.corr, index))
 
     async def _send_cancel(self, control: str, corr: str, index: int) -> None:
-        channel = self._publish_channel
+        channel = self.links.publish_channel
         if channel is None:
             return
         message = aio_pika.Message(
@@ -390,41 +300,31 @@ class Broker:
         requests, deadline = self.table.take_outbox()
         if not requests:
             return
-        timeout = self.settings.request_timeout
-        delivery_mode = 2 if self.settings.persistent else 1  # AMQP: 2 persistent, 1 transient
-        headers = {DEADLINE_HEADER: int((time.time() + timeout) * 1000), STREAM_HEADER: 1}
+        settings = self.settings
+        timeout = settings.request_timeout
+        message_headers = headers(int((time.time() + timeout) * 1000))
         expiration = str(int(timeout * 1000))
+        packed = pack(
+            requests,
+            settings.topology,
+            batching=self.batching_active,
+            max_batch=settings.max_batch,
+            max_batch_bytes=settings.max_batch_bytes,
+        )
         messages: list[Outgoing] = []
-
-        def message(entry: InFlight, body: bytes, content_type: str) -> tuple[bytes, Properties]:
-            # aiormq's properties directly: aio_pika.Message's attribute guard and copy cost
-            # about a sixth of a confirmed publish (bench/amqp_publish_cost.py). message_id
-            # is set so that aiormq does not draw a random UUID for it on every publish.
-            return body, Properties(
-                content_type=content_type,
-                correlation_id=entry.corr,
-                delivery_mode=delivery_mode,
-                expiration=expiration,
-                headers=headers,
-                message_id=entry.corr,
+        for message in packed:
+            entry = self.table.register(message.requests, deadline, batched=message.batched)
+            props = properties(
+                entry.corr,
+                message.content_type,
                 reply_to=self.reply_queue_name,
+                expiration_ms=expiration,
+                persistent=settings.persistent,
+                message_headers=message_headers,
             )
-
+            messages.append((entry, message.body, props, message.routing_key))
         if self.batching_active:
-            batch_queue = self.settings.topology.batch_queue
-            for chunk in _batches(requests, self.settings.max_batch, self.settings.max_batch_bytes):
-                entry = self.table.register(chunk, deadline, batched=True)
-                body = encode_batch([r.payload for r in chunk])
-                messages.append((entry, *message(entry, body, BATCH_CONTENT_TYPE), batch_queue))
             self.metrics.batch_size.observe(len(requests))
-        else:
-            input_queue = self.settings.topology.input_queue
-            for request in requests:
-                entry = self.table.register([request], deadline, batched=False)
-                payload = request.payload
-                body = payload.encode() if isinstance(payload, str) else payload
-                content_type = TEXT_CONTENT_TYPE if request.is_text else BINARY_CONTENT_TYPE
-                messages.append((entry, *message(entry, body, content_type), input_queue))
         for request in requests:
             request.published()
         self._publishing += 1
@@ -446,7 +346,7 @@ class Broker:
     async def _publish(
         self, entry: InFlight, body: bytes, properties: Properties, routing_key: str
     ) -> None:
-        channel = self._publish_channel
+        channel = self.links.publish_channel
         if channel is None or channel.is_closed:
             self._fail(entry, ErrorCode.UNAVAILABLE, "broker connection is down")
             return
@@ -480,51 +380,9 @@ class Broker:
             self._fail(entry, ErrorCode.UNAVAILABLE, "broker connection is down")
 
     async def _refused(self, entry: InFlight, queue: str) -> None:
-        """End a refused (nacked) publish: ``busy`` if the queue is at its limit, else not.
-
-        RabbitMQ's nack carries no reason. A queue with a byte limit is taken as full
-        (its bytes are not sampled); with a length limit, the queue's depth right now
-        decides (at least half full: busy); without a limit, or when the depth cannot
-        be read, the queue was not available (a quorum queue electing a leader).
-        """
-        topology = self.settings.topology
-        full = topology.max_bytes is not None
-        if not full and topology.max_length is not None:
-            depth = await self._depth(queue)
-            full = depth is not None and depth * 2 >= topology.max_length
-        if full:
-            self._fail(entry, ErrorCode.BUSY, "the broker refused the request (queue full)")
-        else:
-            self._fail(
-                entry,
-                ErrorCode.UNAVAILABLE,
-                "the broker refused the request (queue not available); it was not queued",
-            )
-
-    async def _depth(self, queue: str) -> int | None:
-        """Ready messages in ``queue`` now (one passive declare shared by a burst of callers)."""
-        loop = asyncio.get_running_loop()
-        cached = self._depth_probes.get(queue)
-        if cached is None or loop.time() - cached[0] > DEPTH_PROBE_REUSE:
-            cached = (loop.time(), loop.create_task(self._probe_depth(queue)))
-            self._depth_probes[queue] = cached
-        return await asyncio.shield(cached[1])
-
-    async def _probe_depth(self, queue: str) -> int | None:
-        conn = self._consume_conn
-        if conn is None or conn.is_closed:
-            return None
-        try:
-            async with asyncio.timeout(1.0):
-                channel = await conn.channel()
-                try:
-                    declared = await channel.declare_queue(queue, passive=True)
-                finally:
-                    with contextlib.suppress(Exception):
-                        await channel.close()
-        except Exception:
-            return None
-        return declared.declaration_result.message_count or 0
+        """End a refused (nacked) publish: ``busy`` or ``unavailable`` (gateway.refusal)."""
+        failure = await self._refusals.failure(queue)
+        self._fail(entry, failure.code, failure.message)
 
     # Replies
 
@@ -606,12 +464,9 @@ class Broker:
         """
         if not self.connected:
             return
-        channel = self._monitor_channel
-        if channel is None or channel.is_closed:
-            conn = self._consume_conn
-            if conn is None or conn.is_closed:
-                return
-            channel = self._monitor_channel = await conn.channel()
+        channel = await self.links.monitor_channel()
+        if channel is None:
+            return
         await self.monitor.sample(channel)
 
 
@@ -620,22 +475,3 @@ def _header(message: AbstractIncomingMessage, name: str) -> str | None:
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _batches(requests: list[Request], max_count: int, max_bytes: int) -> list[list[Request]]:
-    """Split ``requests`` into batches of at most ``max_count`` requests and ``max_bytes``.
-
-    A request larger than ``max_bytes`` travels alone.
-    """
-    batches: list[list[Request]] = []
-    current: list[Request] = []
-    size = 0
-    for request in requests:
-        if current and (len(current) >= max_count or size + request.size > max_bytes):
-            batches.append(current)
-            current, size = [], 0
-        current.append(request)
-        size += request.size
-    if current:
-        batches.append(current)
-    return batches
