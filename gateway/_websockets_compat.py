@@ -23,6 +23,7 @@ fixed in this file only:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import re
 from typing import Any, cast
@@ -62,6 +63,7 @@ _CONNECTION_ATTRIBUTES = (
     "send_in_progress",
     "request_rcvd",
     "connection_lost_waiter",
+    "drain",
     "recv_messages",
     "close_timeout",
 )
@@ -312,3 +314,21 @@ def forget_request(ws: ServerConnection) -> None:
     request = ws.request
     if request is not None:
         ws.request = Request(request.path, Headers())
+
+
+def lost(ws: ServerConnection) -> asyncio.Future[None]:
+    """A future done once ``ws``'s TCP connection is lost (websockets' own waiter)."""
+    return ws.connection_lost_waiter  # type: ignore[no-any-return]
+
+
+def write_raw(ws: ServerConnection, data: bytes) -> None:
+    """Write bytes straight to ``ws``'s transport (an HTTP response websockets does not send)."""
+    transport = ws.transport
+    if not transport.is_closing():
+        transport.write(data)
+
+
+async def drain_raw(ws: ServerConnection) -> None:
+    """Wait until ``ws``'s write buffer is below its high-water mark (no-op once it is lost)."""
+    with contextlib.suppress(Exception):
+        await ws.drain()

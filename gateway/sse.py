@@ -41,6 +41,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
+from gateway import _websockets_compat as compat
 from gateway import http
 from gateway.requests import Failure, Request, Result
 from gateway.security import header_values
@@ -121,9 +122,7 @@ class EventStream:
         self._seq = 0
 
     def _write(self, text: str) -> None:
-        transport = self.conn.transport
-        if not transport.is_closing():
-            transport.write(text.encode())
+        compat.write_raw(self.conn, text.encode())
 
     def _next_id(self) -> str:
         self._seq += 1
@@ -155,8 +154,7 @@ class EventStream:
 
     async def drain(self) -> None:
         """Wait while the client is not reading (the gateway's sweeper cuts it at its deadline)."""
-        with contextlib.suppress(Exception):  # the connection is lost: nothing to wait for
-            await self.conn.drain()
+        await compat.drain_raw(self.conn)
 
     async def finish(self) -> None:
         """Close the connection once the written bytes are out (at most FLUSH_TIMEOUT later)."""
@@ -164,7 +162,7 @@ class EventStream:
         self.conn.transport.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(FLUSH_TIMEOUT):
-                await asyncio.shield(self.conn.connection_lost_waiter)
+                await asyncio.shield(compat.lost(self.conn))
 
 
 async def stream(
@@ -233,7 +231,7 @@ async def _run(
     t0 = perf_counter()
     request = Request(message, on_done, None, on_chunk)
     gw.broker.submit(request)
-    lost = conn.connection_lost_waiter
+    lost = compat.lost(conn)
     try:
         while True:
             if chunks:
@@ -266,7 +264,7 @@ async def _run(
 
 async def _closed(conn: ServerConnection) -> Response:
     """Once the connection is closed, a placeholder that websockets will not send."""
-    lost = conn.connection_lost_waiter
+    lost = compat.lost(conn)
     if not lost.done():
         conn.transport.abort()
         await asyncio.shield(lost)
