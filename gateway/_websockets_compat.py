@@ -41,10 +41,13 @@ __all__ = [
     "answer_and_close",
     "can_send_now",
     "check",
+    "drain_raw",
     "fail",
     "flush",
     "forget_request",
+    "lost",
     "send_now",
+    "write_raw",
 ]
 
 # Bytes handed to the websockets parser per event-loop turn and connection. A read
