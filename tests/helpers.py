@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -14,6 +16,7 @@ __all__ = [
     "eventually",
     "http_get",
     "http_request",
+    "node_processes",
     "parse_sse",
     "requests_total",
 ]
@@ -133,3 +136,14 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"{message} not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+def node_processes(base: Path) -> list[int]:
+    """Processes of a private RabbitMQ node whose data lives under ``base``."""
+    marker = f"RABBITMQ_MNESIA_BASE={base}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if marker in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+    return found

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from hopline.broker_node import free_port
+from tests.helpers import node_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,16 +54,6 @@ def workdir() -> Iterator[Path]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     shutil.rmtree(path, ignore_errors=True)
-
-
-def node_processes(base: Path) -> list[int]:
-    marker = f"RABBITMQ_MNESIA_BASE={base}".encode()
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError):
-            if marker in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-    return found
 
 
 def run_pytest(workdir: Path, dead: int, conftest: str = "") -> subprocess.CompletedProcess[str]:

@@ -34,6 +34,7 @@ from hopline.broker_node import free_port
 from hopline.cli import main
 from hopline.wire.amqp import QueueTopology
 from tests.conftest import delete_queues
+from tests.helpers import node_processes
 
 SECONDS = 10.0  # "within seconds": the slowest case waits 3 s for an AMQP handshake
 REDACTED = r"amqp://guest:\*\*\*@"
@@ -412,17 +413,6 @@ def test_up_keeps_the_broker_password_off_the_command_line(rabbitmq_url: str) ->
     finally:
         stop(proc, signal.SIGTERM)
         asyncio.run(delete_queues(rabbitmq_url, QueueTopology(input_queue=queue)))
-
-
-def node_processes(base: Path) -> list[int]:
-    """Processes of a private node whose data lives under ``base``."""
-    marker = f"RABBITMQ_MNESIA_BASE={base}".encode()
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError):
-            if marker in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-    return found
 
 
 @pytest.mark.parametrize(
