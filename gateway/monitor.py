@@ -67,7 +67,7 @@ class QueueMonitor:
         return None
 
     async def sample(self, channel: AbstractChannel) -> None:
-        """Declare the input queues passively-equivalently and record what they report.
+        """Declare the input queues (idempotent, same arguments) and record what they report.
 
         Raises:
             Exception: whatever the channel raises (the caller logs and retries).
