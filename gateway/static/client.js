@@ -64,13 +64,17 @@ export async function probe(base = httpBase(import.meta.url)) {
 }
 
 // Why a handshake failed: /health, then (a healthy gateway refused it) a HEAD on /stream,
-// which goes through the same admission (token, connection limit) and runs nothing.
+// which goes through the same admission (token, connection limit) and runs nothing; a HEAD
+// that is admitted means the gateway is back ("transient").
 async function diagnose(base, token) {
   const health = await probe(base);
   if (health !== "healthy") return health;
   try {
     const headers = token ? { Authorization: `Bearer ${token}` } : {};
     const response = await fetch(`${base}/stream/-`, { method: "HEAD", headers, cache: "no-store" });
+    // Admitted now: nothing refuses this page; the gateway was down or restarting when the
+    // handshake failed (a diagnosis is taken after the failure, so it can see the gateway back).
+    if (response.ok) return "transient";
     return { 401: "unauthorized", 503: "busy" }[response.status] ?? "refused";
   } catch {
     return "refused";
@@ -90,7 +94,8 @@ class Client {
    * onstatus(status): {state: "open"|"closed", code, reason, diagnosis, retryIn};
    * diagnosis (only when the handshake failed): "unauthorized" (bad or missing token),
    * "busy" (connection limit), "forbidden" (origin not allowed), "unavailable" (draining,
-   * broker down), "unreachable", or "refused" (refused for another reason).
+   * broker down), "unreachable", "transient" (the gateway admits this page again: it was
+   * down or restarting when the handshake failed), or "refused" (refused for another reason).
    */
   constructor(url, options) {
     this.url = url;
@@ -292,6 +297,10 @@ async function refusal(url) {
   const codes = { 401: "unauthorized", 403: "forbidden", 503: "busy", 405: "refused" };
   try {
     const response = await fetch(url, { method: "HEAD", cache: "no-store" });
+    if (response.ok) {
+      // admitted now: the gateway was down or restarting when the stream failed to open
+      return new HoplineError("unreachable", "the stream did not open; the gateway answers now");
+    }
     const code = codes[response.status] ?? "refused";
     return new HoplineError(code, `the gateway refused the stream (${response.status})`);
   } catch {

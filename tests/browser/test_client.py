@@ -95,7 +95,9 @@ async def test_token_and_reconnect_with_backoff(
     assert closed["retryIn"] > 0
     assert statuses[-1] == {"state": "open"}
     failed = [s["diagnosis"] for s in statuses[2:-1]]
-    assert set(failed) <= {"unreachable"}  # attempts while nothing listened
+    # attempts while nothing listened; the last one's diagnosis may find the gateway back
+    assert set(failed[:-1]) <= {"unreachable"}
+    assert failed[-1:] in ([], ["unreachable"], ["transient"])
     assert await page.evaluate("tokenCalls") == len(failed) + 2
     assert handler.runs == 2
 
