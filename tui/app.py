@@ -41,6 +41,7 @@ __all__ = ["HoplineApp"]
 
 TICK = 0.25  # seconds between refreshes of ages, countdowns and the reply rate
 FLUSH_EVERY = 0.1  # least seconds between two re-renders caused by replies (bursts)
+RATE_WINDOW = 5.0  # seconds both replies/s figures (gateway's and this client's) average over
 
 
 class HoplineApp(App[None]):
@@ -89,8 +90,8 @@ class HoplineApp(App[None]):
         self.wall = wall
         self.cursor_blink = cursor_blink
         self.conversation = Conversation()
-        self.latency = LatencyWindow(self.settings.latency_window)
-        self.stats = StatsHistory()
+        self.latency = LatencyWindow(self.settings.latency_window, rate_window=RATE_WINDOW)
+        self.stats = StatsHistory(rate_window=RATE_WINDOW)
         self.stats_received_at: float | None = None
         self.stats_error: str | None = None
         self.connection = ConnectionChanged("connecting", 0)

@@ -24,9 +24,10 @@ HELP_TEXT = """\
 [b]Chat[/b]  each reply or error lands under its request with its
   round-trip time; errors show their code ([b]timeout[/b], [b]busy[/b], ...).
 [b]queues[/b]  ready / unacked / consumers per input queue and the
-  gateway's reply rate, from GET /stats. [i]AMQP passive declare[/i]:
-  instant, no unacked count; [i]management API[/i]: adds unacked,
-  refreshed every few seconds. The age is the sample's age.
+  gateway's replies/s over the last 5 s, from GET /stats.
+  [i]AMQP passive declare[/i]: instant, no unacked count;
+  [i]management API[/i]: adds unacked, refreshed every few seconds.
+  The age is the sample's age.
 [b]round trip[/b]  this client's latency: last, p50/p95/p99 over the
   window, replies/s over 5 s; the sparkline is each second's p95.
 """

@@ -105,16 +105,22 @@ def parse_stats(doc: Any) -> GatewayStats:
 class StatsHistory:
     """The latest stats plus a short history for sparklines.
 
-    Keeps, per queue, the last ``length`` ready counts, and the gateway's reply
-    rate (replies and errors per second) computed from successive answers.
+    Keeps, per queue, the last ``length`` ready counts, and the gateway's reply rate:
+    replies and errors per second over the last ``rate_window`` seconds of the
+    gateway's clock (from the counters of the answer at or just before the start of
+    the window to the latest), one value per answer. Before a whole window has been
+    seen, the rate covers what has been (from the first answer); a restarted gateway
+    (its counters went back) starts the window again.
     """
 
-    def __init__(self, length: int = 60) -> None:
+    def __init__(self, length: int = 60, rate_window: float = 5.0) -> None:
         self.length = length
+        self.rate_window = rate_window
         self.latest: GatewayStats | None = None
         self.ready: dict[str, deque[float]] = {}
         self.reply_rate: deque[float] = deque(maxlen=length)
         self.in_flight: deque[float] = deque(maxlen=length)
+        self._answered: deque[tuple[float, int]] = deque()  # (gateway time, replies + errors)
 
     def add(self, stats: GatewayStats) -> None:
         """Append one answer (answers older than the latest are ignored)."""
@@ -129,15 +135,22 @@ class StatsHistory:
         for q in stats.queues:
             self.ready.setdefault(q.name, deque(maxlen=self.length)).append(float(q.ready))
         self.in_flight.append(float(stats.pending_requests))
-        if previous is not None:
-            elapsed = stats.time - previous.time
-            done = _answered(stats) - _answered(previous)
-            # A restarted gateway starts its counters again from 0.
-            self.reply_rate.append(max(0.0, done / elapsed) if done >= 0 else 0.0)
+        answered = _answered(stats)
+        if self._answered and answered < self._answered[-1][1]:
+            self._answered.clear()  # a restarted gateway starts its counters again from 0
+        self._answered.append((stats.time, answered))
+        horizon = stats.time - self.rate_window
+        while len(self._answered) > 1 and self._answered[1][0] <= horizon:
+            self._answered.popleft()
+        if len(self._answered) > 1:
+            (since, before), (now, done) = self._answered[0], self._answered[-1]
+            self.reply_rate.append((done - before) / (now - since))
+        elif previous is not None:
+            self.reply_rate.append(0.0)
 
     @property
     def current_reply_rate(self) -> float | None:
-        """Replies (incl. errors) per second between the last two answers."""
+        """Replies (incl. errors) per second over the last ``rate_window`` seconds."""
         return self.reply_rate[-1] if self.reply_rate else None
 
 

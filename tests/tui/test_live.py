@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -11,6 +13,7 @@ from contextlib import asynccontextmanager
 import jwt
 from textual.pilot import Pilot
 from textual.widgets import Static
+from websockets.asyncio.client import connect
 
 from gateway.server import Gateway
 from hopline.broker_node import free_port
@@ -232,3 +235,57 @@ async def test_a_gateway_that_stops_answering_shows_no_old_broker_state_or_depth
         assert "broker connected" not in text_of(app, "#gateway")
         assert "broker unknown" in text_of(app, "#gateway")
         assert not any(ch.isdigit() for ch in numbers()), numbers()
+
+
+async def bursts(url: str, size: int, every: float, stop: asyncio.Event) -> None:
+    """``size`` requests at once every ``every`` seconds (on a fixed schedule) until ``stop``."""
+    loop = asyncio.get_running_loop()
+    async with connect(url) as ws:
+        start = loop.time()
+        sent = 0
+        while not stop.is_set():
+            for _ in range(size):
+                await ws.send("hello")
+            for _ in range(size):
+                assert await ws.recv() == "hello world"
+            sent += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), start + sent * every - loop.time())
+
+
+def reply_rate_shown(app: HoplineApp) -> float:
+    """The queue panel's ``replies N/s`` figure."""
+    match = re.search(r"replies ([0-9.]+)/s", text_of(app, "#reply-line"))
+    assert match, text_of(app, "#reply-line")
+    return float(match.group(1))
+
+
+async def test_gateway_replies_per_second_is_steady_under_bursty_load(stack: Stack) -> None:
+    """Bursts of 20 requests every 0.5 s read as a steady ~40/s on every /stats answer (the
+    last 5 s), not 100/s after a burst and 0/s between two (the last poll's 0.2 s)."""
+    gw = await stack.gateway()
+    await stack.processor()
+    stop = asyncio.Event()
+    async with running(ws_url(gw)) as (app, _pilot):
+        await until(lambda: app.stats.latest is not None, "a /stats answer")
+        assert app.stats.latest is not None
+        started = app.stats.latest.time
+        load = asyncio.create_task(bursts(ws_url(gw), 20, 0.5, stop))
+        try:
+            await until(
+                lambda: app.stats.latest is not None and app.stats.latest.time >= started + 6,
+                "six seconds of load seen by /stats",
+                timeout=30,
+            )
+            shown = []
+            for _ in range(10):  # two seconds of answers
+                latest = app.stats.latest
+                await until(
+                    lambda seen=latest: app.stats.latest is not seen,
+                    "a new /stats answer",
+                )
+                shown.append(reply_rate_shown(app))
+        finally:
+            stop.set()
+            await load
+    assert all(30 <= rate <= 50 for rate in shown), shown

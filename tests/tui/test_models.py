@@ -123,17 +123,28 @@ def test_parse_stats_reads_the_gateway_schema() -> None:
         parse_stats(["not", "stats"])
 
 
-def test_stats_history_computes_reply_rate_and_survives_counter_reset() -> None:
-    """Reply rate is the counter delta over gateway time; a restarted gateway gives 0."""
-    history = StatsHistory(length=3)
+def test_stats_history_reply_rate_averages_the_last_seconds() -> None:
+    """The reply rate is the counter delta over the last 5 s of gateway time, not the last
+    poll's: bursts every other poll read as one steady rate; a restarted gateway gives 0."""
+    history = StatsHistory(length=40, rate_window=5.0)
     history.add(parse_stats(stats_doc(10.0, replies=100)))
     assert history.current_reply_rate is None
     history.add(parse_stats(stats_doc(10.5, replies=150)))
-    assert history.current_reply_rate == 100.0
-    history.add(parse_stats(stats_doc(11.0, replies=5)))
+    assert history.current_reply_rate == 100.0  # less than a window seen: since the first
+    replies = 150
+    rates = []
+    for step in range(2, 30):  # polls every 0.5 s; 50 replies in every other one
+        replies += 50 if step % 2 else 0
+        history.add(parse_stats(stats_doc(10.0 + step / 2, replies=replies)))
+        rates.append(history.current_reply_rate)
+    assert all(rate == pytest.approx(50.0, abs=5.0) for rate in rates[10:]), rates
+    history.add(parse_stats(stats_doc(30.0, replies=5)))
     assert history.current_reply_rate == 0.0
-    history.add(parse_stats(stats_doc(10.9, replies=500)))  # older than the latest: ignored
-    assert list(history.ready["in"]) == [3.0, 3.0, 3.0]
+    history.add(parse_stats(stats_doc(30.5, replies=55)))
+    assert history.current_reply_rate == 100.0  # the window starts again after the restart
+    history.add(parse_stats(stats_doc(30.4, replies=500)))  # older than the latest: ignored
+    assert history.current_reply_rate == 100.0
+    assert list(history.ready["in"])[-3:] == [3.0, 3.0, 3.0]
 
 
 def test_backoff_doubles_up_to_its_cap_and_resets() -> None:
