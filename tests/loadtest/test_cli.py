@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +166,37 @@ def test_progress_lines_when_not_a_terminal(server: EchoServer) -> None:
     assert "loadtest " in loud.stderr and "sent " in loud.stderr
     assert quiet.stderr == ""
     assert "latency" in quiet.stdout
+
+
+PROGRESS = re.compile(r"loadtest (\d+)s/(\d+)s · conns (\d+)/(\d+) · .* · rate (\d+)/s · ")
+
+
+def test_progress_without_a_terminal_is_a_line_every_2_s_with_the_whole_rate(
+    server: EchoServer,
+) -> None:
+    """Piped stderr (CI): a progress line every 2 s, however the reports fall, and with 3
+    worker processes the rate shown is the whole --rate, not one worker's share."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "hopline", "loadtest", "--url", server.url,
+         "--rate", "300", "-c", "6", "--procs", "3", "-d", "10s", "--ramp-up", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    ) as proc:  # fmt: skip
+        assert proc.stderr is not None
+        lines: list[tuple[float, str]] = []
+        for line in proc.stderr:  # ends when loadtest exits
+            lines.append((time.monotonic(), line.rstrip("\n")))
+        assert proc.wait(timeout=30) == 0, lines
+    shown = [(at, PROGRESS.search(text)) for at, text in lines if text.startswith("loadtest ")]
+    assert all(match for _, match in shown), lines
+    assert len(shown) >= 4, lines
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(shown)]
+    assert all(abs(gap - 2.0) < 0.4 for gap in gaps), gaps
+    under_load = [m for _, m in shown if m is not None and int(m.group(1)) < int(m.group(2))]
+    assert len(under_load) >= 3, lines
+    for match in under_load:
+        assert match.group(3, 4) == ("6", "6"), match.group(0)
+        assert 270 <= int(match.group(5)) <= 330, match.group(0)
