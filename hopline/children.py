@@ -2,10 +2,11 @@
 
 Contract:
 
-* :meth:`Children.start` runs each command with its stderr on a pipe; a thread per
-  child reads it. Lines before the child's ready line are kept back (the last one
-  becomes the reason if the child exits during start-up); after it, every line is
-  passed on to our stderr as it comes.
+* :meth:`Children.start` runs each command with its stderr on a pipe, in a process
+  group of its own (a terminal's Ctrl-C reaches only us: we decide when and how the
+  children stop); a thread per child reads its stderr. Lines before the child's
+  ready line are kept back (the last one becomes the reason if the child exits
+  during start-up); after it, every line is passed on to our stderr as it comes.
 * :meth:`Children.wait_ready` returns once every child printed its ready line, raises
   :class:`ChildFailed` as soon as one exits before, and ``TimeoutError`` at the deadline.
 * A child that exits after it was ready, while we are not stopping, is reported in
@@ -51,6 +52,7 @@ class Children:
                 stdin=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 env={**os.environ, **env},
+                process_group=0,
             )
             index = len(self.procs)
             self.procs.append(proc)

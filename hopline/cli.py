@@ -31,8 +31,9 @@ class _LazyGroup(click.Group):
 
     Click prints a usage error as several lines (usage, hint, blank, error) and Ctrl-C
     as ``Aborted!`` with exit 1; here a usage error is ``hopline: error: ...`` with
-    exit 2, Ctrl-C is exit 130, and an unexpected exception is one line with exit 1
-    (its traceback with ``-vv``).
+    exit 2, Ctrl-C is ``hopline: interrupted`` with exit 130 (:func:`runtime.interrupted`,
+    which the commands also end with after SIGINT), and an unexpected exception is one
+    line with exit 1 (its traceback with ``-vv``).
     """
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
@@ -41,7 +42,7 @@ class _LazyGroup(click.Group):
         try:
             result = super().main(*args, standalone_mode=False, **kwargs)
         except (KeyboardInterrupt, click.Abort, EOFError):
-            sys.exit(runtime.INTERRUPTED)
+            runtime.interrupted()
         except click.UsageError as exc:
             command = exc.ctx.command_path if exc.ctx is not None else "hopline"
             runtime.fail(
@@ -166,7 +167,7 @@ def preflight(urls: str, host: str | None = None, port: int | None = None) -> No
 def _exit_for(received: signal.Signals) -> None:
     """Ctrl-C (SIGINT) ends a service with 130, as the shell expects; SIGTERM with 0."""
     if received == signal.SIGINT:
-        sys.exit(runtime.INTERRUPTED)
+        runtime.interrupted()
 
 
 def _gateway_workers(settings: Any, workers: int) -> None:
@@ -187,7 +188,7 @@ def _gateway_workers(settings: Any, workers: int) -> None:
         runtime.fail(
             runtime.listen_error(settings.host, settings.port, exc), runtime.STARTUP_FAILURE
         )
-    sys.exit(code)
+    runtime.exit_with(code)
 
 
 @main.command()
@@ -223,11 +224,12 @@ def processor(**kw: Any) -> None:
     if worker.caller.abandoned_running:
         # Blocking calls given up at their deadline still run in pool threads, which the
         # interpreter would wait for at exit (up to the handler's full time): skip that.
-        code = runtime.INTERRUPTED if received == signal.SIGINT else 0
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(code)
+        if received == signal.SIGINT:
+            runtime.interrupted_now()
+        os._exit(runtime.OK)
     _exit_for(received)
 
 
@@ -260,7 +262,7 @@ def send(messages: tuple[str, ...], url: str, timeout: float, token: str | None)
     except SendError as exc:
         runtime.fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        runtime.fail("interrupted", runtime.INTERRUPTED)
+        runtime.interrupted()
     if failed:
         sys.exit(runtime.FAILED)
 
@@ -306,4 +308,4 @@ def up(ctx: click.Context, **kw: Any) -> None:
         code = run_stack(settings, kw)
     except UpError as exc:
         runtime.fail(str(exc), runtime.STARTUP_FAILURE)
-    sys.exit(code)
+    runtime.exit_with(code)

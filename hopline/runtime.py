@@ -5,6 +5,11 @@ A shared library module (components and the command import it; it imports only
 
 * the exit codes (0 ok, 1 failed, 2 usage, 3 could not start, 4 loadtest no
   connection, 130 interrupted) and :func:`fail`, which prints ``hopline: error: ...``;
+* Ctrl-C: every command that ends because of SIGINT says :data:`INTERRUPTED_LINE`
+  (``hopline: interrupted``) once on stderr and exits 130, through :func:`interrupted`
+  (or :func:`exit_with`, or :func:`interrupted_now` where no clean-up may run). A
+  process a command started itself (gateway workers, ``up``'s processors) stays quiet:
+  the command speaks for it;
 * :func:`run`, the event loop (uvloop when installed; ``HOPLINE_LOOP=asyncio`` opts out);
 * :func:`run_until_signalled`: start a service, wait for SIGINT/SIGTERM, stop it. The
   first signal starts a clean shutdown; a second one forces an immediate exit (130).
@@ -30,11 +35,15 @@ from hopline.wire.defaults import INTERRUPTED_EXIT_CODE
 __all__ = [
     "FAILED",
     "INTERRUPTED",
+    "INTERRUPTED_LINE",
     "NO_CONNECTION",
     "OK",
     "STARTUP_FAILURE",
     "USAGE",
+    "exit_with",
     "fail",
+    "interrupted",
+    "interrupted_now",
     "listen_error",
     "run",
     "run_until_signalled",
@@ -46,6 +55,7 @@ USAGE = 2  # bad options or arguments (click's own code)
 STARTUP_FAILURE = 3  # could not start: broker or gateway unreachable, port taken
 NO_CONNECTION = 4  # load test: not a single connection could be made
 INTERRUPTED = INTERRUPTED_EXIT_CODE  # Ctrl-C (128 + SIGINT)
+INTERRUPTED_LINE = "hopline: interrupted"  # what every command says on stderr after Ctrl-C
 
 
 def listen_error(host: str, port: int, exc: OSError) -> str:
@@ -57,6 +67,29 @@ def listen_error(host: str, port: int, exc: OSError) -> str:
 def fail(message: str, code: int) -> NoReturn:
     """Print ``hopline: error: <message>`` as one line on stderr and exit with ``code``."""
     click.echo(f"hopline: error: {message}", err=True)
+    sys.exit(code)
+
+
+def interrupted() -> NoReturn:
+    """End the command after Ctrl-C: :data:`INTERRUPTED_LINE` on stderr, exit 130."""
+    click.echo(INTERRUPTED_LINE, err=True)
+    sys.exit(INTERRUPTED)
+
+
+def interrupted_now() -> NoReturn:
+    """:func:`interrupted` from a signal handler: one ``write(2)``, then ``os._exit(130)``.
+
+    Nothing else runs (no ``finally``, no atexit, no flush of buffered output).
+    """
+    with contextlib.suppress(OSError):
+        os.write(2, f"{INTERRUPTED_LINE}\n".encode())
+    os._exit(INTERRUPTED)
+
+
+def exit_with(code: int) -> NoReturn:
+    """Exit with ``code``; 130 (a command that stopped after Ctrl-C) via :func:`interrupted`."""
+    if code == INTERRUPTED:
+        interrupted()
     sys.exit(code)
 
 
@@ -92,8 +125,9 @@ async def run_until_signalled(
     Returns the signal that ended the run (the command exits 130 for SIGINT, 0 for
     SIGTERM). A signal during ``start()`` cancels it, runs ``stop()`` and returns at
     once (``started`` is not called). A second signal calls ``forced()`` (which must
-    be quick and synchronous: kill what must not outlive the process) and exits the
-    process with 130 at once. Exceptions from ``start`` propagate after ``stop()``.
+    be quick and synchronous: kill what must not outlive the process; it may exit
+    the process itself, quietly) and then exits at once with :func:`interrupted_now`.
+    Exceptions from ``start`` propagate after ``stop()``.
     """
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
@@ -103,7 +137,7 @@ async def run_until_signalled(
         if received:
             if forced is not None:
                 forced()
-            os._exit(INTERRUPTED)
+            interrupted_now()
         received.append(sig)
         stop_requested.set()
 

@@ -16,16 +16,18 @@ Contract:
   Once each said it is consuming, the gateway starts, and then "hopline is up" is
   printed. A child that exits before is an :class:`UpError` carrying the child's own
   error line; one that exits later is reported on stderr.
-* SIGTERM stops everything (exit 0), SIGINT too (exit 130). A second signal kills
-  the children and the private node at once and removes the node's data directory;
-  the node never outlives ``up`` unless ``up`` itself is SIGKILLed.
+* SIGTERM stops everything (exit 0), SIGINT too (exit 130, ``hopline: interrupted``
+  once: the processors run in their own process group, so a terminal's Ctrl-C
+  reaches only ``up``, which stops them with SIGTERM after the gateway drained). A
+  second signal kills the children and the private node at once and removes the
+  node's data directory; the node never outlives ``up`` unless ``up`` itself is
+  SIGKILLed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import signal
 import sys
 from typing import Any
@@ -38,7 +40,14 @@ from gateway.server import Gateway
 from hopline.broker_node import PrivateBroker, is_local_host, port_answers, rabbitmq_server_path
 from hopline.children import ChildFailed, Children
 from hopline.preflight import broker_problem, port_problem, split_urls
-from hopline.runtime import INTERRUPTED, OK, listen_error, run, run_until_signalled
+from hopline.runtime import (
+    INTERRUPTED,
+    OK,
+    interrupted_now,
+    listen_error,
+    run,
+    run_until_signalled,
+)
 from hopline.wire.connect import BrokerUnavailable, redact_url
 from processor.worker import READY_LINE
 
@@ -173,7 +182,7 @@ class _Guard:
     def _on_signal(self, signum: int, frame: object) -> None:
         if self._signalled or self.cleaning:
             self.forced()
-            os._exit(INTERRUPTED)
+            interrupted_now()
         self._signalled = True
         raise _Interrupted(signal.Signals(signum))
 
@@ -186,7 +195,7 @@ class _Guard:
 
 
 def _exit_now(signum: int, frame: object) -> None:
-    os._exit(INTERRUPTED)
+    interrupted_now()
 
 
 def _nothing_listens_locally(urls: str) -> bool:

@@ -264,7 +264,8 @@ def _worker_main(
         pipe.send(("ready", gw.port))
 
     try:
-        run(run_until_signalled(start, gw.stop, started))
+        # A second signal exits at once, quietly: the supervisor says "interrupted".
+        run(run_until_signalled(start, gw.stop, started, forced=_exit_quietly))
     except BrokerUnavailable as exc:
         _report_failure(pipe, str(exc))
     except OSError as exc:
@@ -274,6 +275,10 @@ def _worker_main(
     except Exception as exc:  # anything else during start-up: one line, not a traceback
         _report_failure(pipe, f"{type(exc).__name__}: {exc}")
     sys.exit(0)
+
+
+def _exit_quietly() -> None:
+    os._exit(INTERRUPTED)
 
 
 def _report_failure(pipe: Connection, message: str) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
+from hopline import runtime
 from hopline.settings import click_options
 from loadtest.config import LoadSettings, RunOptions
 
@@ -54,4 +54,4 @@ def loadtest(ctx: click.Context, **kw: Any) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc), ctx) from None
     code = execute(settings, kw["slos"], kw["json_path"], quiet=kw["quiet"])
-    sys.exit(code)
+    runtime.exit_with(code)

@@ -251,8 +251,13 @@ def test_a_port_that_speaks_first_is_named_not_amqp() -> None:
 # The rows of issue 14 that need more than one command line.
 
 
-def start(*argv: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Popen:
-    """Start ``python -m hopline ARGV`` and wait for its ready line (stdout for up)."""
+def start(
+    *argv: str, cwd: Path | None = None, env: dict[str, str] | None = None, session: bool = False
+) -> Popen:
+    """Start ``python -m hopline ARGV`` and wait for its ready line (stdout for up).
+
+    ``session``: in a session (and process group) of its own, as a shell runs a command.
+    """
     proc = subprocess.Popen(
         [sys.executable, "-m", "hopline", *argv],
         stdout=subprocess.PIPE,
@@ -261,6 +266,7 @@ def start(*argv: str, cwd: Path | None = None, env: dict[str, str] | None = None
         cwd=cwd,
         env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
+        start_new_session=session,
     )
     stream = proc.stdout if argv[0] == "up" else proc.stderr
     assert stream is not None
@@ -305,16 +311,32 @@ def queue_exists(rabbitmq_url: str, name: str) -> bool:
     "command", ["up", "gateway", "processor", "gateway --workers 2", "up --workers 2"]
 )
 def test_ctrl_c_exits_130_and_sigterm_0(command: str, rabbitmq_url: str) -> None:
-    """Row 6 (and 8): Ctrl-C is 130, SIGTERM 0, and neither prints a library log line."""
+    """Row 6 (and 8): Ctrl-C is 130 and says so in one line, SIGTERM 0 and silent; neither
+    prints a library log line."""
     queue = f"test-unhappy-{uuid.uuid4().hex[:8]}"
     argv = (*command.split(), "--input-queue", queue)
     if argv[0] != "processor":
         argv += ("--port", "0")
     try:
         code, err = stop(start(*argv), signal.SIGINT)
-        assert (code, err) == (130, "")
+        assert (code, err) == (130, "hopline: interrupted\n")
         code, err = stop(start(*argv), signal.SIGTERM)
         assert (code, err) == (0, "")
+    finally:
+        asyncio.run(delete_queues(rabbitmq_url, QueueTopology(input_queue=queue)))
+
+
+@pytest.mark.parametrize("command", ["up", "up --workers 2", "gateway --workers 2"])
+def test_ctrl_c_at_a_terminal_says_interrupted_once(command: str, rabbitmq_url: str) -> None:
+    """A terminal's Ctrl-C signals the whole foreground process group: the command still
+    exits 130 with one 'hopline: interrupted', not one more per processor or worker."""
+    queue = f"test-unhappy-{uuid.uuid4().hex[:8]}"
+    argv = (*command.split(), "--input-queue", queue, "--port", "0")
+    try:
+        proc = start(*argv, session=True)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert (proc.returncode, err) == (130, "hopline: interrupted\n")
     finally:
         asyncio.run(delete_queues(rabbitmq_url, QueueTopology(input_queue=queue)))
 

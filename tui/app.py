@@ -8,6 +8,9 @@ Data flow: :class:`~tui.client.GatewayClient` workers post
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -18,6 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input
 
+from hopline.runtime import INTERRUPTED
 from tui.client import GatewayClient
 from tui.config import TuiSettings
 from tui.exchanges import Conversation, Entry
@@ -69,7 +73,7 @@ class HoplineApp(App[None]):
         Binding("f1", "help", "Help"),
         Binding("question_mark", "help", "Help", show=False),
         Binding("escape", "toggle_input", "Input", show=False),
-        Binding("ctrl+c", "quit", "Quit", priority=True),
+        Binding("ctrl+c", "interrupt", "Quit", priority=True),
         Binding("q", "quit", "Quit", show=False),
     ]
 
@@ -99,6 +103,7 @@ class HoplineApp(App[None]):
         self._dirty: dict[int, Entry] = {}
         self._flush_scheduled = False
         self._last_flush = 0.0
+        self._sigint_loop: asyncio.AbstractEventLoop | None = None
 
     def compose(self) -> ComposeResult:
         # The app keeps its widgets, so handlers never depend on a DOM query.
@@ -129,6 +134,16 @@ class HoplineApp(App[None]):
         if self.live:
             self.run_worker(self.client.run(), name="connection", exclusive=True, group="io")
             self.run_worker(self.client.poll_stats(), name="stats", group="io")
+            # SIGINT from outside the terminal (kill -INT) ends the TUI as ctrl+c does.
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop = asyncio.get_running_loop()
+                loop.add_signal_handler(signal.SIGINT, self.action_interrupt)
+                self._sigint_loop = loop
+
+    def on_unmount(self) -> None:
+        if self._sigint_loop is not None:
+            self._sigint_loop.remove_signal_handler(signal.SIGINT)
+            self._sigint_loop = None
 
     # User actions
 
@@ -163,6 +178,10 @@ class HoplineApp(App[None]):
         for request_id in ids:
             self.client.send(request_id, burst.text)
         self._added(burst)
+
+    def action_interrupt(self) -> None:
+        """ctrl+c quits as Ctrl-C ends every hopline command: exit code 130 (q: 0)."""
+        self.exit(return_code=INTERRUPTED)
 
     def action_reconnect(self) -> None:
         """Skip the backoff wait (or retry after giving up)."""

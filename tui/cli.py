@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from hopline import runtime
 from hopline.settings import build, click_options
 from tui.config import TuiSettings
 
@@ -17,8 +18,11 @@ __all__ = ["tui"]
 def tui(**kw: Any) -> None:
     """Chat with the processors and watch queue depths and latency live.
 
-    Enter sends a line, ctrl+b sends a burst, f1 shows help, ctrl+c quits.
+    Enter sends a line, ctrl+b sends a burst, f1 shows help, ctrl+c quits (exit
+    code 130, as Ctrl-C everywhere; q after Escape: 0).
     """
     from tui.app import HoplineApp
 
-    HoplineApp(build(TuiSettings, kw)).run()
+    app = HoplineApp(build(TuiSettings, kw))
+    app.run()
+    runtime.exit_with(app.return_code or runtime.OK)

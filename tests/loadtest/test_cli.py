@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -200,3 +201,26 @@ def test_progress_without_a_terminal_is_a_line_every_2_s_with_the_whole_rate(
     for match in under_load:
         assert match.group(3, 4) == ("6", "6"), match.group(0)
         assert 270 <= int(match.group(5)) <= 330, match.group(0)
+
+
+@pytest.mark.parametrize("procs", ["1", "2"])
+def test_ctrl_c_reports_then_says_interrupted(server: EchoServer, procs: str) -> None:
+    """Ctrl-C stops a run early: the report still prints, then the one line every command
+    says after Ctrl-C, and exit 130 (in one process and with worker processes)."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "hopline", "loadtest", "--url", server.url,
+         "-c", "2", "-d", "60s", "--procs", procs],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    ) as proc:  # fmt: skip
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert first.startswith("loadtest "), first
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.count("hopline: interrupted") == 1
+    assert err.splitlines()[-1] == "hopline: interrupted", err
+    assert "latency" in out
