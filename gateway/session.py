@@ -2,12 +2,15 @@
 
 Contract:
 
-* Every frame read becomes one request submitted to the broker at once; the
-  session does not wait for a reply before reading the next frame.
+* Every message received becomes one request submitted to the broker at once,
+  inside the connection's ``data_received`` (no ``recv()``, no task switch per
+  message; see :meth:`~gateway._websockets_compat.HookedConnection.attach`); the
+  session does not wait for a reply before taking the next message.
 * At most ``window`` requests are in flight (a request stays in flight until its
   reply or error frame has been handed to the socket; malformed and rate-limited
   frames count too); when the window is full the session stops reading, so the
-  socket's buffers fill and TCP pushes back on the client.
+  socket's buffers fill and TCP pushes back on the client. Messages already parsed
+  from the last read (at most one read slice) wait in order until it reopens.
 * At most ``max_in_flight_bytes`` request bytes are in flight too (checked before
   reading, like the window; see :class:`~gateway.ordering.Flow`).
 * With a rate limit, each frame (and each ping) spends one token of the socket's
@@ -38,7 +41,6 @@ import logging
 from collections import deque
 from time import perf_counter
 
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from gateway import _websockets_compat as compat
@@ -71,7 +73,7 @@ class Session:
     """Serve one accepted WebSocket until either side closes it.
 
     Args:
-        ws: the accepted connection.
+        ws: the accepted connection (its messages are taken through ``attach``).
         broker: where requests go.
         metrics: the gateway's metrics.
         settings: ``window``, ``max_in_flight_bytes``, ``rate_limit``, ``rate_burst``,
@@ -80,7 +82,7 @@ class Session:
 
     def __init__(
         self,
-        ws: ServerConnection,
+        ws: compat.HookedConnection,
         broker: Broker,
         metrics: GatewayMetrics,
         settings: GatewaySettings,
@@ -100,7 +102,9 @@ class Session:
         self._outgoing_ready: asyncio.Event | None = None
         self._queued_bytes = 0  # bytes of frames in _outgoing
         self._writer: asyncio.Task[None] | None = None
-        self._window_open: asyncio.Event | None = None
+        # Messages parsed while the window was full, in order (None: reading).
+        self._held: deque[str | bytes] | None = None
+        self._taking_held = False
         self._settled: asyncio.Event | None = None  # see settle()
         self.guard: RateGuard | None = None
         if settings.rate_limit > 0:
@@ -116,12 +120,14 @@ class Session:
         self.last_active = perf_counter()
 
     async def run(self) -> None:
-        """Read frames until the connection closes, then clean up."""
+        """Take messages until the connection is lost, then clean up."""
+        ws = self.ws
         try:
-            await self._read_loop()
-        except ConnectionClosed:
-            pass
+            ws.attach(self._on_message)
+            await asyncio.shield(compat.lost(ws))
         finally:
+            ws.attach(None)
+            self._held = None
             for request in self._outstanding:
                 self.broker.cancel(request)
             self._outstanding.clear()
@@ -162,10 +168,9 @@ class Session:
         compat.fail(self.ws, code, reason, abort_after)
 
     def connection_lost(self) -> None:
-        """The TCP connection ended: a reader parked on a full window must not wait on."""
+        """The TCP connection ended: messages still held are dropped."""
         self._lost = True
-        if self._window_open is not None:
-            self._window_open.set()
+        self._held = None
 
     def on_ping(self) -> None:
         """A ping spends a token of the rate limit like a frame (its pong is already queued)."""
@@ -173,53 +178,74 @@ class Session:
         if guard is not None and guard.check(self._loop.time()) is Verdict.CLOSE:
             self.close(POLICY_VIOLATION, RATE_LIMITED)
 
-    async def _read_loop(self) -> None:
-        ws, flow, submit = self.ws, self.flow, self.broker.submit
-        envelope, guard = self.envelope, self.guard
-        while True:
-            if not flow.readable:
-                if self._window_open is None:
-                    self._window_open = asyncio.Event()
-                self._window_open.clear()
-                await self._window_open.wait()
-                if self._writer_done or self._lost:
-                    return
-            frame = await ws.recv()
-            t0 = perf_counter()  # latency clock (uvloop's loop.time() has 1 ms steps)
-            self.last_active = t0
-            size = len(frame)
-            verdict = Verdict.PASS if guard is None else guard.check(self._loop.time())
-            if verdict is Verdict.CLOSE:
-                self.close(POLICY_VIOLATION, RATE_LIMITED)
-                return
-            allowed = verdict is Verdict.PASS
-            if envelope:
-                try:
-                    env = decode_envelope(frame)
-                except ProtocolError as exc:
-                    self._refuse(
-                        encode_envelope_error(exc.client_id, ErrorCode.BAD_REQUEST, str(exc)),
-                        ErrorCode.BAD_REQUEST,
-                    )
-                    continue
-                if not allowed:
-                    self._refuse(
-                        encode_envelope_error(env.id, ErrorCode.BUSY, RATE_LIMITED), ErrorCode.BUSY
-                    )
-                    continue
-                flow.admit(size)
-                request = Request(
-                    env.data, self._on_envelope_done, (env.id, t0, size), self._on_envelope_chunk
+    def _on_message(self, frame: str | bytes) -> None:
+        """A message from the client (the connection's sink); holds it while the window is full."""
+        held = self._held
+        if held is not None:
+            held.append(frame)
+            return
+        self._take(frame)
+        if not self.flow.readable and not self._closing and self._held is None:
+            self._held = deque()
+            self.ws.hold_messages()
+
+    def _take_held(self) -> None:
+        """The window reopened: take the messages held, then read again (unless full again)."""
+        held = self._held
+        if held is None or self._taking_held:
+            return
+        self._taking_held = True
+        try:
+            flow = self.flow
+            while held and flow.readable and not self._closing:
+                self._take(held.popleft())
+            if flow.readable and self._held is held:
+                self._held = None
+                self.ws.release_messages()
+        finally:
+            self._taking_held = False
+
+    def _take(self, frame: str | bytes) -> None:
+        """Make ``frame`` a request (or refuse it at once); the window has room."""
+        if self._closing or self._lost:
+            return
+        flow = self.flow
+        t0 = perf_counter()  # latency clock (uvloop's loop.time() has 1 ms steps)
+        self.last_active = t0
+        size = len(frame)
+        guard = self.guard
+        verdict = Verdict.PASS if guard is None else guard.check(self._loop.time())
+        if verdict is Verdict.CLOSE:
+            self.close(POLICY_VIOLATION, RATE_LIMITED)
+            return
+        allowed = verdict is Verdict.PASS
+        if self.envelope:
+            try:
+                env = decode_envelope(frame)
+            except ProtocolError as exc:
+                self._refuse(
+                    encode_envelope_error(exc.client_id, ErrorCode.BAD_REQUEST, str(exc)),
+                    ErrorCode.BAD_REQUEST,
                 )
-            else:
-                request = Request(frame, self._on_plain_done, flow.slot(size, t0))
-            self._outstanding.add(request)
-            if allowed:
-                submit(request)
-            else:
-                self.metrics.requests.inc()
-                self.metrics.errors(ErrorCode.BUSY).inc()
-                request.resolve(Failure(ErrorCode.BUSY, RATE_LIMITED))
+                return
+            if not allowed:
+                self._refuse(
+                    encode_envelope_error(env.id, ErrorCode.BUSY, RATE_LIMITED), ErrorCode.BUSY
+                )
+                return
+            flow.admit(size)
+            request = Request(
+                env.data, self._on_envelope_done, (env.id, t0, size), self._on_envelope_chunk
+            )
+        else:
+            request = Request(frame, self._on_plain_done, flow.slot(size, t0))
+        self._outstanding.add(request)
+        if allowed:
+            self.broker.submit(request)
+        else:
+            self.metrics.requests.inc()
+            self.metrics.errors(ErrorCode.BUSY).inc()
+            request.resolve(Failure(ErrorCode.BUSY, RATE_LIMITED))
 
     def _refuse(self, frame: str, code: ErrorCode) -> None:
         """Answer a frame that is not published (hopline.v1 only: no ordering to keep)."""
@@ -301,8 +327,8 @@ class Session:
     def _request_sent(self, size: int) -> None:
         """One answer left: reopen the window if the reader is parked on it."""
         flow = self.flow
-        if flow.sent(size) and self._window_open is not None:
-            self._window_open.set()
+        if flow.sent(size) and self._held is not None:
+            self._take_held()
         if flow.in_flight == 0:
             self.last_active = perf_counter()
             if self._settled is not None:
@@ -327,10 +353,7 @@ class Session:
                     if size is not None:
                         self._request_sent(size)
         finally:
-            # The socket is gone (or the session ends): a reader parked on a full
-            # window must not wait for sends that will never happen.
+            # The socket is gone (or the session ends): nothing more is sent.
             self._writer_done = True
-            if self._window_open is not None:
-                self._window_open.set()
             if self._settled is not None:
                 self._settled.set()
