@@ -36,7 +36,7 @@ import re
 from collections.abc import Callable
 from typing import Any, cast
 
-from websockets.asyncio.messages import MAX_FRAGMENTS, Assembler
+from websockets.asyncio.messages import MAX_FRAGMENTS
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.frames import CloseCode, Frame, Opcode
@@ -76,11 +76,9 @@ _CONNECTION_ATTRIBUTES = (
     "request_rcvd",
     "connection_lost_waiter",
     "drain",
-    "recv_messages",
     "close_timeout",
 )
 _PROTOCOL_METHODS = ("send_text", "send_binary", "data_to_send", "fail", "receive_data")
-_ASSEMBLER_ATTRIBUTES = ("pause", "resume", "paused")
 
 
 def _assigned(name: str, source: str) -> bool:
@@ -101,10 +99,6 @@ def check() -> None:
     for name in _PROTOCOL_METHODS:
         if not callable(getattr(Protocol, name, None)):
             missing.append(f"Protocol.{name}")
-    assembler_source = inspect.getsource(Assembler.__init__)
-    for name in _ASSEMBLER_ATTRIBUTES:
-        if not _assigned(name, assembler_source):
-            missing.append(f"Assembler.{name}")
     if "transport" not in inspect.signature(ServerConnection.connection_made).parameters:
         missing.append("ServerConnection.connection_made(transport)")
     if missing:
@@ -142,7 +136,7 @@ class HookedConnection(ServerConnection):
     paused_since: float | None = None
     _backlog: memoryview | None = None  # bytes read but not yet parsed (see READ_SLICE)
     _feed_scheduled = False
-    _assembler_paused = False
+    _parsing_paused = False
     _head_received = 0
     _held = False  # hold_messages(): reading stops until release_messages()
     _sink: Callable[[str | bytes], None] | None = None  # see attach()
@@ -191,13 +185,13 @@ class HookedConnection(ServerConnection):
         """
         if not self._held:
             self._held = True
-            self._pause_for_assembler()
+            self._pause_parsing()
 
     def release_messages(self) -> None:
         """Read again after :meth:`hold_messages`."""
         if self._held:
             self._held = False
-            self._resume_for_assembler()
+            self._resume_parsing()
 
     # websockets / asyncio overrides
 
@@ -207,9 +201,6 @@ class HookedConnection(ServerConnection):
             self.refused = True
             return
         super().connection_made(transport)
-        assembler = self.recv_messages
-        assembler.pause = self._pause_for_assembler
-        assembler.resume = self._resume_for_assembler
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.refused:
@@ -334,19 +325,19 @@ class HookedConnection(ServerConnection):
     def _feed_next(self) -> None:
         self._feed_scheduled = False
         backlog = self._backlog
-        if backlog is None or self._assembler_paused or self.transport.is_closing():
+        if backlog is None or self._parsing_paused or self.transport.is_closing():
             return
         self._backlog = None
         self._feed(backlog)
-        if self._backlog is None and not self._assembler_paused:
+        if self._backlog is None and not self._parsing_paused:
             self.transport.resume_reading()
 
-    def _pause_for_assembler(self) -> None:
-        self._assembler_paused = True
+    def _pause_parsing(self) -> None:
+        self._parsing_paused = True
         self.transport.pause_reading()
 
-    def _resume_for_assembler(self) -> None:
-        self._assembler_paused = False
+    def _resume_parsing(self) -> None:
+        self._parsing_paused = False
         if self._backlog is not None:
             self._schedule_feed()
         else:

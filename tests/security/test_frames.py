@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zlib
 
 from websockets.asyncio.client import connect
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosedError
-from websockets.frames import CloseCode
+from websockets.frames import CloseCode, Opcode
+from websockets.uri import parse_uri
 
+from gateway._websockets_compat import MAX_FRAGMENTS
 from tests.conftest import Stack, ws_url
 from tests.security.checks import assert_serves
-from tests.security.raw import RawClient
+from tests.security.raw import RawClient, frame_bytes
 
 LIMIT = 64 * 1024
 
@@ -143,3 +147,35 @@ async def test_malformed_envelope_echoes_the_id_it_could_read(stack: Stack) -> N
         error = json.loads(await ws.recv())
     assert error["id"] == "mine"
     assert error["error"]["code"] == "bad_request"
+
+
+async def test_too_many_fragments_close_with_1009(stack: Stack) -> None:
+    """A message in more fragments than websockets' cap (4,096) closes the socket with 1009."""
+    gw = await stack.gateway()
+    await stack.processor()
+    client = await RawClient.open(gw.port)
+    client.protocol.send_text(b"a", fin=False)
+    for _ in range(MAX_FRAGMENTS):
+        client.protocol.send_continuation(b"", fin=False)
+    client.protocol.send_continuation(b"", fin=True)
+    await client.flush()
+    assert await client.closed() == CloseCode.MESSAGE_TOO_BIG
+    await assert_serves(gw)
+    assert gw.metrics.total("hopline_requests_total") == 2  # only the bystander's
+
+
+async def test_frames_in_the_same_write_as_the_handshake_are_all_answered(stack: Stack) -> None:
+    """Frames that arrive with the upgrade request, before the session starts, are answered in
+    order (they wait for the session; none is lost)."""
+    gw = await stack.gateway()
+    await stack.processor()
+    protocol = ClientProtocol(parse_uri(ws_url(gw)), max_size=None)
+    protocol.send_request(protocol.connect())
+    head = b"".join(protocol.data_to_send())
+    frames = b"".join(frame_bytes(Opcode.TEXT, f"early {i}".encode()) for i in range(20))
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    client = RawClient(reader, writer, protocol)
+    await client.write_raw(head + frames)
+    replies = [await client.message() for _ in range(20)]
+    assert replies == [f"early {i} world" for i in range(20)]
+    await client.close()
