@@ -14,7 +14,9 @@ Contract:
 * Requests submitted in the same event-loop tick are published together: as one
   batch message on the batch queue while hopline processors consume it, else as
   one plain AMQP RPC message each on the input queue. A batch closes at
-  ``max_batch`` requests or ``max_batch_bytes`` of payload.
+  ``max_batch`` requests or ``max_batch_bytes`` of payload. With a queue length
+  cap (``--max-queue-length``) requests never travel in batches, so the broker's
+  cap counts requests (:attr:`~gateway.config.GatewaySettings.batching_mode`).
 * Every message carries a fresh UUID correlation id, ``reply_to`` = this gateway's
   own exclusive reply queue, and ``expiration`` = the request timeout. Replies with
   an unknown correlation id (late, duplicate, foreign) are dropped and counted.
@@ -188,6 +190,8 @@ class Broker:
             self.reply_queue_name,
             "active" if self.batching_active else "inactive",
         )
+        if self.settings.batching_mode != self.settings.batching:
+            log.info("batching off: --max-queue-length counts requests, one message each")
 
     def _reply_path_lost(self) -> None:
         """The reply path is gone: nobody will see a reply to what is pending now."""

@@ -44,10 +44,11 @@ class GatewaySettings:
             stops reading that socket and TCP pushes back on the client.
         batching: ``auto`` packs requests into batches while hopline processors
             consume the batch queue, ``on`` always, ``off`` never (one plain AMQP
-            message per request).
+            message per request). Ignored with ``topology.max_length``: see
+            :attr:`batching_mode`.
         max_batch: most requests in one batch message.
         max_batch_bytes: most payload bytes in one batch message (a larger request
-            travels alone), so a queue length cap also bounds the queue's bytes.
+            travels alone).
         max_pending: most requests pending in this gateway (submitted, not yet
             answered); more get ``busy`` at once. 0 means no cap.
         no_consumer_grace: seconds the input queues may have no consumer before new
@@ -267,3 +268,14 @@ class GatewaySettings:
         cli_default=(),
     )
     token_secret: str | None = TOKEN_SECRET.field(repr=False)
+
+    @property
+    def batching_mode(self) -> BatchingMode:
+        """The batching the gateway applies: ``off`` whenever the queue has a length cap.
+
+        ``x-max-length`` counts AMQP messages, and a batch message holds up to
+        ``max_batch`` requests; so with ``topology.max_length`` every request travels
+        as its own message, and the broker's count is a count of requests. (A byte
+        cap, ``topology.max_bytes``, counts the same whatever the batching.)
+        """
+        return "off" if self.topology.max_length is not None else self.batching

@@ -2,10 +2,12 @@
 
 Passive AMQP declares give ready counts and consumers at once; they drive the
 batching decision (``--batching auto``: batch while hopline processors consume the
-batch queue) and the queue-depth gauges. With ``settings.management_url`` the
-reported samples come from the management API instead, adding unacknowledged
-counts, the queue type and its leader node (``source == "management"``); when
-it fails, the AMQP samples are reported (``source == "amqp"``).
+batch queue; never with ``--max-queue-length``, see
+:attr:`~gateway.config.GatewaySettings.batching_mode`) and the queue-depth gauges.
+With ``settings.management_url`` the reported samples come from the management API
+instead, adding unacknowledged counts, the queue type and its leader node
+(``source == "management"``); when it fails, the AMQP samples are reported
+(``source == "amqp"``).
 
 Input queue health (:meth:`QueueMonitor.input_problem`): the input queues are
 unhealthy while the latest declare failed (a classic queue whose node is down
@@ -49,7 +51,7 @@ class QueueMonitor:
         self.queues: dict[str, QueueSample] = {}
         self.sampled_at: float | None = None
         self.source = "amqp"
-        self.batching_active = settings.batching == "on"
+        self.batching_active = settings.batching_mode == "on"
         self.unattended_since: float | None = None
         self.input_error: str | None = None
 
@@ -95,7 +97,7 @@ class QueueMonitor:
         self.queues = {s.name: s for s in reported}
         self.source = source
         self.sampled_at = time.time()
-        if self.settings.batching == "auto":
+        if self.settings.batching_mode == "auto":
             active = samples[1].consumers > 0
             if active != self.batching_active:
                 log.info("batching %s", "active" if active else "inactive")

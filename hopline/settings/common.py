@@ -109,7 +109,8 @@ TOPOLOGY = Group(
         ),
         "max_queue_length": Setting(
             None,
-            "Broker-side input queue limit; excess requests get 'busy'.",
+            "Broker-side input queue limit in requests; excess requests get 'busy'. "
+            "The gateway then sends each request as its own message (no batching).",
             type=click.IntRange(min=1),
             attr="max_length",
         ),

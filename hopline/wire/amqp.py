@@ -7,7 +7,8 @@ redeclaration with different arguments), so the arguments live here only.
   server that honours ``reply_to`` and ``correlation_id`` can consume it.
 * ``<input_queue>.batch``: durable, hopline request batches (see
   :mod:`hopline.wire.batch`). Only hopline processors consume it; the gateway sends
-  batches there only while it has consumers (``--batching auto``).
+  batches there only while it has consumers (``--batching auto``), and never when
+  the queues have a length cap (``max_length``, which counts messages).
 * ``<input_queue>.dead``: where a request that failed too often is dead-lettered,
   when a delivery limit is set. Dead-lettered messages keep their body,
   ``reply_to``, ``correlation_id`` and headers (RabbitMQ adds ``x-death``), so
@@ -83,10 +84,10 @@ class QueueTopology:
         queue_type: ``classic`` (default) or ``quorum`` for clustered brokers.
         max_length: optional ``x-max-length``; with it the broker rejects
             publishes past the limit (``x-overflow=reject-publish``), which the
-            gateway reports to the client as ``busy``. It counts AMQP messages:
-            one per plain request, one per batch on the batch queue (a batch holds
-            at most the gateway's ``max_batch_bytes``, so the queue's bytes stay
-            bounded too).
+            gateway reports to the client as ``busy``. The broker counts AMQP
+            messages (ready ones, per queue); a gateway given a length cap
+            publishes every request as its own plain message (no batches), so it
+            is a cap on queued requests.
         max_bytes: optional ``x-max-length-bytes``: the most message body bytes
             the queue holds, whatever the batching; past it, ``busy`` as above.
             One tenant filling it cannot trip the broker's memory alarm for all.
