@@ -3,8 +3,8 @@
 A worker runs the whole life of its connections on one asyncio loop, driven by
 callbacks and timers rather than per-request tasks:
 
-1. **ramp-up**: connection attempts are spread evenly from ``start_ns`` to
-   ``load_ns`` (one short-lived task per attempt, for the connect timeout);
+1. **ramp-up**: its :class:`~loadtest.pool.Pool` spreads the connection attempts evenly
+   from ``start_ns`` to ``load_ns`` (and reopens those the server drops while loading);
 2. **load** from ``load_ns`` until ``end_ns`` (or until its request budget is spent):
    *closed* model: every connection keeps ``in_flight`` requests outstanding and
    sends the next one from the reply callback (after ``think`` seconds if set);
@@ -16,6 +16,9 @@ callbacks and timers rather than per-request tasks:
 Once a second (aligned on ``load_ns``) it calls ``report`` with the interval's
 counter deltas and encoded latency histogram; a final report (``final=True``)
 carries the rest and the connection statistics.
+
+This module is the hot path (sending, replies, timeouts, reports); opening, reopening
+and closing connections is :mod:`loadtest.pool`'s job.
 """
 
 from __future__ import annotations
@@ -23,16 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from websockets.uri import parse_uri
-
-from loadtest.connection import Connection, HandshakeFailed, failure_reason
+from loadtest.connection import Connection
 from loadtest.messages import Codec
+from loadtest.pool import RECONNECT_DELAY, Pool
 from loadtest.schedule import NS, Budget, OpenSchedule
 from loadtest.stats import Outcome, Recorder
 from loadtest.tally import LEDGER_CSV_HEADER, Tally
@@ -41,9 +42,6 @@ __all__ = ["LATE_AFTER", "NS", "Worker", "WorkerPlan", "run_worker"]
 
 _now = time.monotonic_ns
 LATE_AFTER = 0.010  # open model: a request sent this much after its schedule counts as late
-NOT_ATTEMPTED = "not attempted (run stopped)"
-STILL_CONNECTING = "still connecting at the end"
-RECONNECT_DELAY = 0.5  # seconds before reopening a connection the server dropped
 Report = Callable[[dict[str, Any]], None]
 
 
@@ -80,23 +78,12 @@ class Worker:
         self.plan = plan
         self.report = report
         self.loop = asyncio.get_running_loop()
-        self.uri = parse_uri(plan.url)
-        self.ssl = ssl.create_default_context() if self.uri.secure else None
-        self.codec = plan.codec
         self.tally = Tally(
             plan.worker, plan.load_ns, plan.ledger_format if plan.ledger_path else None
         )
-        self.connect_recorder = Recorder()
         self.first_chunk_recorder = Recorder()  # time to first chunk of every reply
         self.streamed = 0  # replies that came in more than one frame (chunks)
         self.chunks = 0  # frames of those replies
-        self.connect_failures: dict[str, int] = {}
-        self.ready: list[Connection] = []
-        self.conns: set[Connection] = set()
-        self.opened = 0
-        self.max_open = 0
-        self.drops = 0
-        self.reconnects = 0
         self.waiting = 0
         self.sending = False
         self.budget = Budget(plan.end_ns, plan.requests)
@@ -109,20 +96,15 @@ class Worker:
         self._done_sending = asyncio.Event()
         self._drained = asyncio.Event()
         self._timers: dict[str, asyncio.TimerHandle] = {}  # one per timer chain
-        self._closing_all = False
-        self._tasks: set[asyncio.Task[None]] = set()
         self._rr = 0
         self._dirty: list[Connection] = []
         self._late_ns = int(LATE_AFTER * NS)
-        self._timeout_ns = int(plan.timeout * NS)
+        self.pool = Pool(plan, self, self, int(plan.timeout * NS))
         self._ledger: IO[str] | None = None
         if plan.ledger_path:
             self._ledger = open(plan.ledger_path, "w", encoding="utf-8")  # noqa: SIM115
             if plan.ledger_format == "csv" and plan.worker == 0:
                 self._ledger.write(LEDGER_CSV_HEADER)
-        self._all_closed = asyncio.Event()
-        self._dropped_early: list[int] = []  # connections lost before the load started
-        self._last_seq: dict[int, int] = {}  # a reopened connection continues its numbering
         self._no_conn_since: int | None = None
         self._give_up_ns = int((plan.connect_timeout + 2 * RECONNECT_DELAY + 1) * NS)
 
@@ -130,14 +112,14 @@ class Worker:
 
     async def run(self) -> dict[str, Any]:
         """Ramp up, load, drain, close; return the final report (also passed to ``report``)."""
-        plan = self.plan
+        plan, pool = self.plan, self.pool
         try:
             self._schedule_ticks()
-            opener = self._spawn(self._open_all())
-            await self._sleep_until(plan.load_ns)
-            if not self.ready:
+            opener = pool.open_all()
+            await self.sleep_until(plan.load_ns)
+            if not pool.ready:
                 await opener  # every attempt ends within its connect timeout
-            if self.opened and not self.stop_requested:
+            if pool.opened and not self.stop_requested:
                 self._start_load()
                 end = None if plan.end_ns is None else (plan.end_ns - _now()) / NS
                 with contextlib.suppress(TimeoutError):
@@ -149,15 +131,14 @@ class Worker:
                     async with asyncio.timeout(plan.timeout + 0.5):
                         await self._drained.wait()
             self._expire(_now() + 1)  # anything left waited a full timeout
-            self._end = ((_now() - plan.load_ns) // NS, len(self.ready))
-            await self._cancel_attempts()
-            await self._close_all()
+            self._end = ((_now() - plan.load_ns) // NS, len(pool.ready))
+            await pool.cancel_attempts()
+            await pool.close_all()
             return self._final()
         finally:
             for timer in self._timers.values():
                 timer.cancel()
-            for task in list(self._tasks):
-                task.cancel()
+            pool.cancel_now()
             if self._ledger is not None:
                 self._flush_ledger()
                 self._ledger.close()
@@ -167,117 +148,24 @@ class Worker:
         self.stop_requested = True
         self._stop_sending()
 
-    def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _sleep_until(self, when_ns: int) -> None:
+    async def sleep_until(self, when_ns: int) -> None:
+        """Wait until ``when_ns`` or until sending stops (the pool's ramp-up uses it too)."""
         delay = (when_ns - _now()) / NS
         if delay > 0 and not self.stop_requested:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._done_sending.wait()
 
-    # ---- connections
-
-    async def _open_all(self) -> None:
-        plan = self.plan
-        n = plan.connections
-        span = plan.load_ns - plan.start_ns
-        attempts = []
-        for i in range(n):
-            await self._sleep_until(plan.start_ns + span * i // n)
-            if self.stop_requested:
-                self._failed(NOT_ATTEMPTED, n - i)
-                break
-            attempts.append(self._spawn(self._open(i)))
-        if attempts:
-            await asyncio.gather(*attempts, return_exceptions=True)
-
-    async def _open(self, index: int, reconnect: bool = False) -> None:
-        uri = self.uri
-        started = _now()
-        conn = Connection(self, index, uri, self.codec, self.plan.token, self._timeout_ns)
-        conn.seq = self._last_seq.get(index, 0)
-        try:
-            async with asyncio.timeout(self.plan.connect_timeout):
-                await self.loop.create_connection(lambda: conn, uri.host, uri.port, ssl=self.ssl)
-                await conn.handshake
-        except (OSError, TimeoutError, HandshakeFailed) as exc:
-            conn.abort()
-            self._failed(failure_reason(exc, self.plan.connect_timeout))
-            if reconnect and self.sending:  # the server dropped it: keep trying while loading
-                self.loop.call_later(RECONNECT_DELAY, self._reconnect, index)
-            return
-        except asyncio.CancelledError:
-            conn.abort()
-            self._failed(STILL_CONNECTING)
-            raise
-        self.connect_recorder.record((_now() - started) // 1000)
-        self.opened += 1
-        if self._closing_all:
-            conn.close()
-            return
-        self.conns.add(conn)
-        self.ready.append(conn)
-        self.max_open = max(self.max_open, len(self.ready))
-        if self.sending and self.schedule is None:
-            self._fill(conn)
-            conn.flush()
-
-    def _failed(self, reason: str, count: int = 1) -> None:
-        self.connect_failures[reason] = self.connect_failures.get(reason, 0) + count
-
-    def _reconnect(self, index: int) -> None:
-        if self.sending:
-            self.reconnects += 1
-            self._spawn(self._open(index, reconnect=True))
-
-    def on_lost(self, conn: Connection, exc: Exception | None) -> None:
-        """A connection closed: forget it, and reopen it while the load runs."""
-        self.conns.discard(conn)
-        self._last_seq[conn.index] = conn.seq
-        if self._closing_all and not self.conns:
-            self._all_closed.set()
-        with contextlib.suppress(ValueError):
-            self.ready.remove(conn)
-        if not conn.closing:
-            self.drops += 1
-            if self.sending:
-                self.loop.call_later(RECONNECT_DELAY, self._reconnect, conn.index)
-            elif self.first_send_ns is None:
-                self._dropped_early.append(conn.index)
-
-    async def _cancel_attempts(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _close_all(self) -> None:
-        self._closing_all = True
-        for conn in list(self.conns):
-            conn.close()
-        if self.conns:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(3.0):
-                    await self._all_closed.wait()
-        for conn in list(self.conns):
-            conn.abort()
-
     # ---- load
 
     def _start_load(self) -> None:
         self.sending = True
         self.first_send_ns = _now()
-        for index in self._dropped_early:
-            self._reconnect(index)
+        self.pool.load_started()
         if self.schedule is not None:
             self._tick_open()
         else:
-            for conn in self.ready:
+            for conn in self.pool.ready:
                 self._fill(conn)
                 conn.flush()
         self._sweep()
@@ -321,7 +209,7 @@ class Worker:
         if not self.sending or schedule is None:
             return
         now = _now()
-        tally, ready, dirty = self.tally, self.ready, self._dirty
+        tally, ready, dirty = self.tally, self.pool.ready, self._dirty
         for _ in range(schedule.due(now)):
             if not self.budget.take(schedule.next_at()):
                 self._stop_sending()
@@ -399,6 +287,16 @@ class Worker:
         """A reply that belongs to no outstanding request."""
         self.tally.count("unmatched")
 
+    def on_lost(self, conn: Connection, exc: Exception | None) -> None:
+        """A connection closed: its pool forgets it (and reopens it while the load runs)."""
+        self.pool.on_lost(conn)
+
+    def on_open(self, conn: Connection) -> None:
+        """A connection opened (the pool calls it): a running closed loop loads it at once."""
+        if self.sending and self.schedule is None:
+            self._fill(conn)
+            conn.flush()
+
     # ---- timers
 
     def _later(self, chain: str, delay: float, callback: Callable[[], None]) -> None:
@@ -407,7 +305,7 @@ class Worker:
     def _sweep(self) -> None:
         now = _now()
         self._expire(now)
-        if self.sending and not self.ready and self.schedule is None:
+        if self.sending and not self.pool.ready and self.schedule is None:
             # closed loop with every connection lost: give up after a while
             if self._no_conn_since is None:
                 self._no_conn_since = now
@@ -419,7 +317,7 @@ class Worker:
             self._later("sweep", min(0.25, max(0.02, self.plan.timeout / 10)), self._sweep)
 
     def _expire(self, now_ns: int) -> None:
-        for conn in list(self.conns):
+        for conn in list(self.pool.conns):
             if conn.waiting:
                 conn.expire(now_ns)
                 conn.flush()
@@ -449,7 +347,7 @@ class Worker:
             "worker": self.plan.worker,
             "second": second,
             **self.tally.interval(),
-            "open": len(self.ready) if open_connections is None else open_connections,
+            "open": len(self.pool.ready) if open_connections is None else open_connections,
             "final": False,
         }
 
@@ -459,15 +357,10 @@ class Worker:
         ends = [t for t in (self.last_done_ns, self.stopped_ns) if t is not None]
         report.update(
             final=True,
-            connect_hist=self.connect_recorder.take(),
+            **self.pool.stats(),
             first_chunk_hist=self.first_chunk_recorder.take(),
             chunks=self.chunks,
             streamed=self.streamed,
-            connect_failures=dict(self.connect_failures),
-            opened=self.opened,
-            max_open=self.max_open,
-            drops=self.drops,
-            reconnects=self.reconnects,
             first_send_ns=self.first_send_ns,
             last_done_ns=max(ends) if ends else None,
             stopped=self.stop_requested,
