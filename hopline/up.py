@@ -11,8 +11,10 @@ Contract:
   is started on free ports (``--no-private-broker`` turns that off). Anything else (a
   remote address that does not answer, a host that does not resolve, a port that is
   not AMQP) is an :class:`UpError` within seconds.
-* The processors start as ``python -m hopline processor`` children, the broker URL in
-  their environment (never on their command line, which ``ps`` shows to every user).
+* The processors start as ``python -m hopline processor`` children. Every processor
+  setting reaches them in their environment, derived from the settings registry
+  (:func:`processor_command`), so a new processor option needs no change here; and
+  the broker URL stays off their command line, which ``ps`` shows to every user.
   Once each said it is consuming, the gateway starts, and then "hopline is up" is
   printed. A child that exits before is an :class:`UpError` carrying the child's own
   error line; one that exits later is reported on stderr.
@@ -48,7 +50,9 @@ from hopline.runtime import (
     run,
     run_until_signalled,
 )
+from hopline.settings import build, environment
 from hopline.wire.connect import BrokerUnavailable, redact_url
+from processor.config import ProcessorSettings
 from processor.worker import READY_LINE
 
 __all__ = ["UpError", "run_stack"]
@@ -65,33 +69,18 @@ class UpError(RuntimeError):
     """The stack could not start; the message is one line for the user."""
 
 
-def processor_argv(kw: dict[str, Any]) -> list[str]:
-    """The command line of one processor child (no broker URL: it goes in the environment)."""
-    argv = [sys.executable, "-m", "hopline"]
-    argv += ["-v"] * kw.get("verbose", 0)
-    argv += [
-        "processor",
-        "--handler",
-        kw["handler"],
-        "--prefetch",
-        str(kw["prefetch"]),
-        "--input-queue",
-        kw["input_queue"],
-        "--queue-type",
-        kw["queue_type"],
-        "--rabbitmq-order",
-        kw.get("rabbitmq_order", "shuffle"),
-    ]
-    for name in (
-        "concurrency",
-        "prefetch_bytes",
-        "max_queue_length",
-        "max_queue_bytes",
-        "delivery_limit",
-    ):
-        if kw.get(name) is not None:
-            argv += [f"--{name.replace('_', '-')}", str(kw[name])]
-    return argv
+def processor_command(
+    settings: ProcessorSettings, verbose: int = 0
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and the environment of one processor child.
+
+    The command line is only ``python -m hopline [-v...] processor``; every setting
+    of ``settings`` is in the environment, as :func:`hopline.settings.environment`
+    derives it from the settings registry, so the child parses the same
+    :class:`ProcessorSettings` (secrets included, out of ``ps``).
+    """
+    argv = [sys.executable, "-m", "hopline", *["-v"] * verbose, "processor"]
+    return argv, environment(ProcessorSettings, settings)
 
 
 def run_stack(settings: GatewaySettings, kw: dict[str, Any]) -> int:
@@ -103,6 +92,7 @@ def run_stack(settings: GatewaySettings, kw: dict[str, Any]) -> int:
         UpError: the port is taken, no broker could be reached or started, or a
             processor did not start.
     """
+    processor = build(ProcessorSettings, kw)
     taken = port_problem(settings.host, settings.port)
     if taken is not None:
         raise UpError(listen_error(settings.host, settings.port, taken))
@@ -114,10 +104,11 @@ def run_stack(settings: GatewaySettings, kw: dict[str, Any]) -> int:
                     settings.rabbitmq_url, problem, kw["private_broker"], guard
                 )
                 settings = dataclasses.replace(settings, rabbitmq_url=guard.private.url)
-            env = {"RABBITMQ_URL": settings.rabbitmq_url}
+            processor = dataclasses.replace(processor, rabbitmq_url=settings.rabbitmq_url)
+            argv, env = processor_command(processor, kw.get("verbose", 0))
             children = guard.children
             try:
-                children.start([processor_argv(kw) for _ in range(kw["processors"])], env)
+                children.start([list(argv) for _ in range(kw["processors"])], env)
                 children.wait_ready(START_TIMEOUT)
             except ChildFailed as exc:
                 raise UpError(f"processor {exc}") from None

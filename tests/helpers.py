@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "HttpResponse",
     "SseEvent",
+    "children_of",
     "eventually",
     "http_get",
     "http_request",
@@ -146,4 +147,14 @@ def node_processes(base: Path) -> list[int]:
         with contextlib.suppress(OSError):
             if marker in (entry / "environ").read_bytes():
                 found.append(int(entry.name))
+    return found
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
     return found

@@ -34,7 +34,7 @@ from hopline.broker_node import free_port
 from hopline.cli import main
 from hopline.wire.amqp import QueueTopology
 from tests.conftest import delete_queues
-from tests.helpers import node_processes
+from tests.helpers import children_of, node_processes
 
 SECONDS = 10.0  # "within seconds": the slowest case waits 3 s for an AMQP handshake
 REDACTED = r"amqp://guest:\*\*\*@"
@@ -408,15 +408,6 @@ def test_a_port_in_use_declares_nothing(rabbitmq_url: str, places: Places) -> No
         assert code == 3, err
         assert "pick another with --port" in err
     assert not queue_exists(rabbitmq_url, queue)
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-    return found
 
 
 def test_up_keeps_the_broker_password_off_the_command_line(rabbitmq_url: str) -> None:

@@ -8,16 +8,21 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
+from yarl import URL
 
 from gateway.config import GatewaySettings
 from gateway.server import Gateway
 from hopline.broker_node import PrivateBroker, free_port, port_answers
+from hopline.cli import main
+from hopline.settings import build, declared
 from hopline.wire.amqp import QueueTopology
+from processor.config import ProcessorSettings
 from tests.conftest import delete_queues
-from tests.helpers import eventually, http_get
+from tests.helpers import children_of, eventually, http_get
 
 
 async def start_up(*args: str, env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
@@ -156,3 +161,71 @@ async def test_up_with_two_gateway_workers_serves_and_stops_cleanly(rabbitmq_url
         await delete_queues(rabbitmq_url, QueueTopology(input_queue=queue))
     assert code == 0
     assert not port_answers("127.0.0.1", port)
+
+
+def parse_hopline(args: list[str], env: dict[str, str]) -> dict[str, object]:
+    """The options ``hopline ARGS`` parses (one command, no group option) with ``env``'s
+    HOPLINE_* and RABBITMQ_URL variables (and no other)."""
+    command, *options = args
+    with pytest.MonkeyPatch.context() as mp:
+        for key in list(os.environ):
+            if key.startswith("HOPLINE_") or key == "RABBITMQ_URL":
+                mp.delenv(key)
+        for key, value in env.items():
+            if key.startswith("HOPLINE_") or key == "RABBITMQ_URL":
+                mp.setenv(key, value)
+        group = main.make_context("hopline", [command])
+        found = main.get_command(group, command)
+        assert found is not None
+        return found.make_context(command, options, parent=group).params
+
+
+def proc_strings(pid: int, name: str) -> list[str]:
+    """/proc/<pid>/<name> (cmdline, environ): NUL-separated strings."""
+    raw = (Path("/proc") / str(pid) / name).read_bytes()
+    return [item.decode() for item in raw.split(b"\0") if item]
+
+
+async def test_every_processor_setting_reaches_the_processors(rabbitmq_url: str) -> None:
+    """Each processor option given to `hopline up` is what its processors run with: read back
+    from each child's environment as `hopline processor` parses it (their command line holds
+    nothing else than the command), and the handler chosen answers."""
+    queue = f"test-up-{uuid.uuid4().hex[:8]}"
+    other_address = str(URL(rabbitmq_url).update_query(heartbeat=30))  # the same broker
+    options = {
+        "rabbitmq_url": ["--rabbitmq-url", rabbitmq_url, "--rabbitmq-url", other_address],
+        "rabbitmq_order": ["--rabbitmq-order", "listed"],
+        "input_queue": ["--input-queue", queue],
+        "queue_type": ["--queue-type", "quorum"],
+        "max_queue_length": ["--max-queue-length", "1000"],
+        "max_queue_bytes": ["--max-queue-bytes", "10000000"],
+        "delivery_limit": ["--delivery-limit", "5"],
+        "handler": ["--handler", "upper"],
+        "prefetch": ["--prefetch", "7"],
+        "concurrency": ["--concurrency", "3"],
+        "prefetch_bytes": ["--prefetch-bytes", "123456"],
+    }
+    # A new processor setting fails here until it is given a value above.
+    assert set(options) == set(declared(ProcessorSettings))
+    args = [arg for option in options.values() for arg in option]
+    given = parse_hopline(["up", *args], dict(os.environ))
+    defaults = parse_hopline(["up"], dict(os.environ))
+    assert [name for name in options if given[name] == defaults[name]] == []
+    expected = build(ProcessorSettings, given)
+    port = free_port()
+    proc, _ = await start_up("--port", str(port), "--processors", "2", *args, env={})
+    try:
+        children = children_of(proc.pid)
+        assert len(children) == 2
+        for child in children:
+            command = proc_strings(child, "cmdline")
+            assert command[1:] == ["-m", "hopline", "processor"]
+            env = dict(item.partition("=")[::2] for item in proc_strings(child, "environ"))
+            assert build(ProcessorSettings, parse_hopline(command[3:], env)) == expected
+        async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "HELLO"
+    finally:
+        code = await stop_up(proc)
+        await delete_queues(rabbitmq_url, QueueTopology(input_queue=queue))
+    assert code == 0
