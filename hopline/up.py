@@ -159,10 +159,12 @@ class _Guard:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # Everything is stopped and removed: the command exits next. A late signal (the
-        # second Ctrl-C of an impatient user) must not turn that into a KeyboardInterrupt.
+        # Everything is stopped and removed: the command exits next, with the code already
+        # decided. A late signal (the second Ctrl-C of an impatient user) is ignored: a
+        # handler would turn it into a KeyboardInterrupt, or, once the interpreter's
+        # finalization has put the default back, into death by SIGINT (-2, no exit code).
         for sig in self._previous:
-            signal.signal(sig, _exit_now)
+            signal.signal(sig, signal.SIG_IGN)
 
     def install(self) -> None:
         """(Re)install the handlers: the event loop's own replace them while it runs."""
@@ -183,10 +185,6 @@ class _Guard:
         if self.private is not None:
             self.private.kill()
             self.private.cleanup()
-
-
-def _exit_now(signum: int, frame: object) -> None:
-    interrupted_now()
 
 
 def _nothing_listens_locally(urls: str) -> bool:
