@@ -10,6 +10,16 @@ import pytest
 from gateway.metrics import GatewayMetrics
 from hopline import runtime
 from hopline.cli import main
+from hopline.wire.batch import (
+    Chunk,
+    ItemError,
+    decode_partials,
+    decode_replies,
+    decode_requests,
+    encode_partials,
+    encode_replies,
+    encode_requests,
+)
 from hopline.wire.errors import HTTP_STATUS_BY_CODE, ErrorCode
 
 ROOT = Path(__file__).parents[1]
@@ -123,3 +133,24 @@ def test_readme_keeps_a_documentation_list() -> None:
     text = README.read_text()
     section = text.split("## Documentation", 1)[1].split("\n## ", 1)[0]
     assert section.count("](docs/") >= 5
+
+
+def test_protocol_byte_examples_are_what_the_code_encodes() -> None:
+    """The hex examples of docs/protocol.md (request batch, reply batch, partial reply batch)
+    are byte for byte what hopline.wire.batch encodes, and decode back to what the text says."""
+    hex_blocks = [
+        bytes.fromhex(block.strip())
+        for block in code_blocks(ROOT / "docs" / "protocol.md")
+        if block.strip() and re.fullmatch(r"[0-9a-f ]+", block.strip())
+    ]
+    requests: list[str | bytes] = ["hi", b"\x01"]
+    replies: list[str | bytes | ItemError] = ["hi world", ItemError("bad_request", "no")]
+    chunks = [Chunk(0, 0, "a "), Chunk(1, 0, "x", last=True), Chunk(0, 1, "b ")]
+    assert hex_blocks == [
+        encode_requests(requests),
+        encode_replies(replies),
+        encode_partials(chunks),
+    ]
+    assert decode_requests(hex_blocks[0]) == requests
+    assert list(decode_replies(hex_blocks[1], 2)) == replies
+    assert decode_partials(hex_blocks[2]) == chunks
