@@ -19,10 +19,12 @@ from pathlib import Path
 
 import aio_pika
 import pytest
+from yarl import URL
 
 from hopline.broker_node import PrivateBroker, rabbitmq_server_path
 from hopline.wire.amqp import QueueTopology
 from tests.conftest import delete_queues
+from tests.faults.proxy import TCPProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +38,16 @@ def private_broker() -> Iterator[PrivateBroker]:
     node.start()
     yield node
     node.cleanup()
+
+
+@pytest.fixture
+async def proxy(rabbitmq_url: str) -> AsyncIterator[TCPProxy]:
+    """A TCP proxy in front of the test broker (see tests/faults/proxy.py)."""
+    target = URL(rabbitmq_url)
+    p = TCPProxy(target.host or "127.0.0.1", target.port or 5672)
+    await p.start()
+    yield p
+    await p.close()
 
 
 @pytest.fixture

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
-
-import pytest
-from yarl import URL
 
 from gateway.server import Gateway
 from hopline.wire.amqp import QueueTopology
@@ -20,16 +16,6 @@ from tests.helpers import eventually, http_get
 
 HEARTBEAT = 2
 MARGIN = 0.5  # event-loop and polling slack on a busy 2-core box
-
-
-@pytest.fixture
-async def proxy(rabbitmq_url: str) -> AsyncIterator[TCPProxy]:
-    """A TCP proxy in front of the test broker."""
-    target = URL(rabbitmq_url)
-    p = TCPProxy(target.host or "127.0.0.1", target.port or 5672)
-    await p.start()
-    yield p
-    await p.close()
 
 
 async def _health(gw: Gateway) -> int:

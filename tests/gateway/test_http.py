@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from websockets.asyncio.client import connect
 
+from gateway.server import Gateway
+from hopline.wire.envelope import decode_plain_reply
+from hopline.wire.errors import ErrorCode, Failure
 from tests.conftest import Stack, http_url, ws_url
-from tests.helpers import http_get, parse_sse
+from tests.helpers import eventually, http_get, parse_sse
 
 
 async def test_stream_returns_the_reply_as_an_sse_event(stack: Stack) -> None:
@@ -65,6 +69,49 @@ async def test_health_reports_the_original_fields(stack: Stack) -> None:
     assert body["active_websockets"] == 1
     assert body["pending_requests"] == 0
     assert body["broker"] == "connected"
+
+
+async def test_health_turns_503_past_the_no_consumer_grace_and_200_once_a_processor_consumes(
+    stack: Stack,
+) -> None:
+    """--no-consumer-grace 1: with no processor, /health turns 503 (never before the grace)
+    and requests get 'unavailable' at once; a processor attaches: 200 and replies; it leaves:
+    503 again after the grace."""
+    grace = 1.0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    gw = await stack.gateway(no_consumer_grace=grace)
+    await eventually(lambda: _health_status(gw, 503), timeout=grace + 5, message="503")
+    unhealthy_after = loop.time() - started
+    body = (await http_get(http_url(gw, "/health"))).json()
+    assert (body["status"], body["broker"]) == ("unhealthy", "connected")
+    assert body["input_queue"] == f"no processor has consumed the input queues for over {grace:g} s"
+    assert unhealthy_after >= grace, "503 before the grace ran out"
+    queue = stack.topology.input_queue
+    assert await _plain_request(gw, "hi") == Failure(
+        ErrorCode.UNAVAILABLE, f"no processor consumes {queue}"
+    )
+
+    processor = await stack.processor("world")
+    await eventually(lambda: _health_status(gw, 200), timeout=5, message="200 with a consumer")
+    assert (await http_get(http_url(gw, "/health"))).json()["input_queue"] == "ok"
+    assert await _plain_request(gw, "hi") == "hi world"
+
+    await processor.stop()
+    stack.processors.remove(processor)
+    left = loop.time()
+    await eventually(lambda: _health_status(gw, 503), timeout=grace + 5, message="503 again")
+    assert loop.time() - left >= grace, "503 before the grace ran out"
+
+
+async def _health_status(gw: Gateway, status: int) -> bool:
+    return (await http_get(http_url(gw, "/health"))).status == status
+
+
+async def _plain_request(gw: Gateway, message: str) -> str | bytes | bytearray | Failure:
+    async with connect(ws_url(gw)) as ws:
+        await ws.send(message)
+        return decode_plain_reply(await asyncio.wait_for(ws.recv(), 10))
 
 
 async def test_metrics_count_requests_replies_and_errors(stack: Stack) -> None:
