@@ -7,8 +7,8 @@ Usage::
 Starts one ``hopline gateway`` and one ``hopline processor`` (subprocesses, unique
 queue), then for each scenario: a bystander in this process sends ``hello`` every
 ``--interval`` s on its own socket (one request at a time; latency from send to
-reply, ``perf_counter``) while an attacker *in another process* runs for
-``--duration`` s. Scenarios:
+reply, ``perf_counter``) while an attacker *in another process* (``attackers.py``)
+runs for ``--duration`` s. Scenarios:
 
 * ``baseline``: no attacker.
 * ``ping-flood``: one socket writes pings as fast as it can and reads the pongs.
@@ -47,162 +47,10 @@ from pathlib import Path
 
 from procs import Proc, cpu_seconds, rss_kib, start
 from websockets.asyncio.client import connect
-from websockets.client import ClientProtocol
-from websockets.http11 import Response
-from websockets.protocol import State
-from websockets.uri import parse_uri
 
 PY = sys.executable
+ATTACKERS = Path(__file__).resolve().parent / "attackers.py"  # each attack's own process
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-# Attackers (run as `bench/abuse.py --attacker KIND --port N --duration S`)
-
-
-async def _open_raw(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, ClientProtocol]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/ws"), max_size=None)
-    protocol.send_request(protocol.connect())
-    for data in protocol.data_to_send():
-        writer.write(data)
-    while not any(isinstance(e, Response) for e in protocol.events_received()):
-        protocol.receive_data(await reader.read(65536))
-    return reader, writer, protocol
-
-
-async def _flood_once(port: int, deadline: float, kind: str) -> tuple[int, int, int | None]:
-    reader, writer, protocol = await _open_raw(port)
-    sent = received = 0
-
-    async def read() -> None:
-        nonlocal received
-        while protocol.state is not State.CLOSED:
-            data = await reader.read(65536)
-            if not data:
-                protocol.receive_eof()
-                break
-            protocol.receive_data(data)
-            received += len(protocol.events_received())
-            for data in protocol.data_to_send():  # answer the close frame
-                if data:
-                    writer.write(data)
-
-    reading = asyncio.get_running_loop().create_task(read())
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        while time.monotonic() < deadline and not reading.done():
-            if protocol.state is not State.OPEN:
-                break
-            for _ in range(500):
-                if kind == "ping":
-                    protocol.send_ping(b"")
-                else:
-                    protocol.send_text(b"hello")
-            sent += 500
-            for data in protocol.data_to_send():
-                if data:
-                    writer.write(data)
-            await writer.drain()
-            await asyncio.sleep(0)  # let the reader read the replies back
-    if not reading.done():  # closed by the server: read until its close frame / EOF
-        with contextlib.suppress(TimeoutError, ConnectionError):
-            async with asyncio.timeout(1.0):
-                await asyncio.shield(reading)
-    reading.cancel()
-    with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-        await reading
-    writer.transport.abort()
-    return sent, received, protocol.close_code
-
-
-async def _flood(port: int, duration: float, kind: str) -> dict[str, object]:
-    """Flood from one socket; when the gateway closes it, open another (for ``duration``)."""
-    deadline = time.monotonic() + duration
-    sent = received = sockets = 0
-    codes: dict[str, int] = {}
-    while time.monotonic() < deadline:
-        try:
-            s, r, code = await _flood_once(port, deadline, kind)
-        except (ConnectionError, OSError):
-            await asyncio.sleep(0.01)
-            continue
-        sockets += 1
-        sent, received = sent + s, received + r
-        codes[str(code)] = codes.get(str(code), 0) + 1
-    return {"sockets": sockets, "frames_sent": sent, "frames_received": received, "close": codes}
-
-
-async def _subprotocol(port: int, duration: float) -> dict[str, object]:
-    line = b"Sec-WebSocket-Protocol: " + b",".join([b"p"] * 4000) + b"\r\n"
-    head = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    request = head + line * 128 + b"\r\n"
-    deadline = time.monotonic() + duration
-    statuses: dict[str, int] = {}
-
-    async def worker() -> None:
-        while time.monotonic() < deadline:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            with contextlib.suppress(ConnectionError):
-                writer.write(request)
-                await writer.drain()
-            answer = b""
-            with contextlib.suppress(ConnectionError):
-                answer = await reader.read(200)
-            status = answer.split(b" ", 2)[1].decode() if answer.count(b" ") >= 2 else "none"
-            statuses[status] = statuses.get(status, 0) + 1
-            writer.transport.abort()
-
-    await asyncio.gather(*(worker() for _ in range(4)))
-    return {"statuses": statuses, "attempts": sum(statuses.values())}
-
-
-async def _slow_readers(port: int, duration: float, count: int = 50) -> dict[str, object]:
-    """``count`` sockets each pipelining 200 x 16 KiB requests, then reading ~5 KiB/s."""
-    deadline = time.monotonic() + duration
-    cut = 0
-
-    async def one() -> None:
-        nonlocal cut
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        loop = asyncio.get_running_loop()
-        await loop.sock_connect(sock, ("127.0.0.1", port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/ws"), max_size=None)
-        protocol.send_request(protocol.connect())
-        for data in protocol.data_to_send():
-            writer.write(data)
-        while not any(isinstance(e, Response) for e in protocol.events_received()):
-            protocol.receive_data(await reader.read(4096))
-        for _ in range(200):
-            protocol.send_text(b"x" * 16384)
-        for data in protocol.data_to_send():
-            writer.write(data)  # left for the transport to push as the gateway reads
-        with contextlib.suppress(ConnectionError):
-            while time.monotonic() < deadline:
-                data = await reader.read(512)
-                if not data:
-                    cut += 1
-                    break
-                await asyncio.sleep(0.1)  # ~5 KiB/s
-        writer.transport.abort()
-
-    await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
-    return {"sockets": count, "cut_by_gateway": cut}
-
-
-async def attacker(kind: str, port: int, duration: float) -> None:
-    if kind == "slow":
-        print(json.dumps(await _slow_readers(port, duration)), flush=True)
-        return
-    if kind in ("ping", "hello"):
-        result = await _flood(port, duration, kind)
-    else:
-        result = await _subprotocol(port, duration)
-    print(json.dumps(result), flush=True)
-
-
-# Driver
 
 
 async def bystander(port: int, interval: float, stop: asyncio.Event) -> dict[str, object]:
@@ -353,7 +201,7 @@ async def scenario(
             await asyncio.sleep(args.duration)
         else:
             attack = await asyncio.create_subprocess_exec(
-                PY, __file__, "--attacker", kind, "--port", str(port),
+                PY, str(ATTACKERS), kind, "--port", str(port),
                 "--duration", str(args.duration),
                 stdout=asyncio.subprocess.PIPE,
             )  # fmt: skip
@@ -428,16 +276,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--scenario", dest="scenarios", action="append", choices=SCENARIOS)
     parser.add_argument("--partial-extra", help="gateway options added in partial-2500")
-    parser.add_argument("--attacker", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     options = parse()
-    if options.attacker:
-        asyncio.run(attacker(options.attacker, options.port, options.duration))
-        sys.exit(0)
     try:
         code, found = asyncio.run(main(options))
         if options.json:

@@ -1,6 +1,6 @@
 """Pure reporting for the benchmark: targets, ratios, the Markdown table, profile summaries.
 
-No I/O here: :mod:`run` gathers the numbers, these functions turn them into the
+No I/O here: :mod:`run` and :mod:`scenarios` gather the numbers, these functions turn them into the
 ``targets`` section of the JSON and the printed table.
 """
 

@@ -33,7 +33,7 @@ from typing import Any
 import aio_pika
 import procs
 import report
-from run import CpuWatch, http_get, round_trip, until
+from probe import CpuWatch, http_get, round_trip, until
 
 BENCH = Path(__file__).resolve().parent
 PY = sys.executable

@@ -1,6 +1,6 @@
 """Latency capacity: which offered rates to measure, what the capacity is, and the plot.
 
-Pure (no I/O): :mod:`run` measures open-loop points and feeds them to a
+Pure (no I/O): :mod:`scenarios` measures open-loop points and feeds them to a
 :class:`RateSearch` per system, which says which rate to measure next:
 
 1. a geometric grid from ``start`` (x ``factor``) until a point misses the largest
