@@ -11,13 +11,22 @@ Scenarios (each against a fresh ``hopline gateway`` subprocess on its own queue)
   requests and never answers (``busy`` at the caps; requests that got in wait for
   their deadline).
 
-During both, a bystander sends ``hello`` every 200 ms on its own socket and
+* ``pending``: bytes per pending request. ``--sockets`` sockets each send
+  ``--per-socket`` small requests (``hello`` in a ``hopline.v1`` envelope) and hold
+  them pending (no processor and ``--no-consumer-grace 0``, so they wait in the
+  queue; or with ``--stalled-processor``, which takes batches and never answers);
+  the gateway runs with ``--window`` = ``--per-socket`` and no pending cap. Reports
+  the resident size once the sockets are open and once every request is pending
+  (``/health``), and their difference per pending request. No bystander.
+
+During ``pipeline`` and ``stalled``, a bystander sends ``hello`` every 200 ms on its own socket and
 records how long each answer (reply or error) took. The gateway's resident size is
 sampled from ``/proc/<pid>/status`` every 100 ms. Prints one JSON object::
 
     .venv/bin/python bench/abuse_memory.py pipeline --seconds 30 --settle 10
     .venv/bin/python bench/abuse_memory.py stalled --sockets 200 --seconds 20
     .venv/bin/python bench/abuse_memory.py stalled --sockets 200 --seconds 20 --stalled-processor
+    .venv/bin/python bench/abuse_memory.py pending --sockets 100 --per-socket 1000
 
 Exit code 0 when it ran (bounds are judged by the reader, or by
 tests/security/test_memory_bounds.py), 3 when something could not start.
@@ -176,6 +185,52 @@ async def pipeline(ws: ClientConnection, size: int, stop: asyncio.Event) -> dict
     return counts
 
 
+async def health(port: int) -> dict[str, Any]:
+    """The gateway's ``/health`` answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    body = (await reader.read()).partition(b"\r\n\r\n")[2]
+    writer.close()
+    return dict(json.loads(body))
+
+
+async def hold_pending(
+    url: str, port: int, pid: int, sockets: int, per_socket: int
+) -> dict[str, Any]:
+    """Open ``sockets`` sockets, send ``per_socket`` requests on each, measure while pending."""
+    conns = [
+        await connect(url, subprotocols=["hopline.v1"], compression=None)  # type: ignore[list-item]
+        for _ in range(sockets)
+    ]
+    try:
+        await asyncio.sleep(2.0)  # let the handshakes' garbage go before the baseline
+        rss_open = rss_mib(pid)
+        t0 = time.monotonic()
+        for i, ws in enumerate(conns):
+            for j in range(per_socket):
+                await ws.send(json.dumps({"id": j, "data": f"hello {i}"}))
+        target = sockets * per_socket
+        pending = 0
+        while time.monotonic() - t0 < 120:
+            pending = (await health(port))["pending_requests"]
+            if pending >= target:
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2.0)  # let RSS settle at the plateau
+        rss_pending = rss_mib(pid)
+        pending = (await health(port))["pending_requests"]
+        return {
+            "sockets": sockets,
+            "pending": pending,
+            "rss_open_mib": round(rss_open, 1),
+            "rss_pending_mib": round(rss_pending, 1),
+            "bytes_per_pending": round((rss_pending - rss_open) * MiB / max(1, pending)),
+        }
+    finally:
+        for ws in conns:  # the gateway reads no close frame while a window is full
+            ws.transport.abort()
+
+
 async def attack(url: str, sockets: int, size: int, seconds: float) -> dict[str, int]:
     """The attacking sockets, run in their own process (see ``_attack``)."""
     stop = asyncio.Event()
@@ -213,13 +268,75 @@ async def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: floa
     raise SystemExit(3)
 
 
+async def under_attack(
+    args: argparse.Namespace, pid: int, port: int, url: str, size: int
+) -> dict[str, Any]:
+    """The ``pipeline`` and ``stalled`` scenarios: attack, bystander, RSS samples."""
+    result: dict[str, Any] = {"scenario": args.scenario, "size": size}
+    # Let the processor's consumer register (batching auto), or with no processor let
+    # the gateway notice that nobody consumes (--no-consumer-grace, 5 s by default).
+    await asyncio.sleep(
+        args.warmup if args.scenario == "stalled" and not args.stalled_processor else 1.0
+    )
+    sampler, bystander = Sampler(pid), Bystander(url)
+    result["rss_start_mib"] = round(rss_mib(pid), 1)
+    sampler.start()
+    bystander.start()
+    sockets = 1 if args.scenario == "pipeline" else args.sockets
+    attacker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "_attack",
+        "--url",
+        url,
+        "--sockets",
+        str(sockets),
+        "--size",
+        str(size),
+        "--seconds",
+        str(args.seconds),
+        stdout=subprocess.PIPE,
+    )
+    out, _ = await attacker.communicate()
+    totals = json.loads(out)
+    attack_end = sampler.samples[-1][0]
+    await asyncio.sleep(args.settle)
+    await bystander.stop()
+    await sampler.stop()
+    result["health_after"] = await health(port)
+    result.update(
+        attacker_sent=totals["sent"],
+        attacker_answered=totals["answered"],
+        rss_peak_mib=round(sampler.peak(), 1),
+        rss_after_mib=round(sampler.last(), 1),
+        rss_peak_after_attack_mib=round(sampler.peak(since=attack_end + args.settle - 1), 1),
+        bystander=bystander.summary(),
+        rss_timeline_mib=[round(r) for t, r in sampler.samples[::10]],
+    )
+    return result
+
+
+async def pending(args: argparse.Namespace, pid: int, port: int, url: str) -> dict[str, Any]:
+    """The ``pending`` scenario (module docstring)."""
+    deadline = time.monotonic() + 15
+    while args.stalled_processor and not (await health(port))["batching"]:
+        if time.monotonic() > deadline:
+            raise SystemExit(3)  # the processor never showed up
+        await asyncio.sleep(0.2)
+    result: dict[str, Any] = {"scenario": "pending", "stalled_processor": args.stalled_processor}
+    result.update(await hold_pending(url, port, pid, args.sockets, args.per_socket))
+    result["batching"] = (await health(port))["batching"]
+    return result
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=["pipeline", "stalled", "_attack"])
+    parser.add_argument("scenario", choices=["pipeline", "stalled", "pending", "_attack"])
     parser.add_argument("--url", help="(_attack) the gateway's /ws URL")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--settle", type=float, default=10.0)
     parser.add_argument("--sockets", type=int, default=200)
+    parser.add_argument("--per-socket", type=int, default=1000, help="(pending) requests each")
     parser.add_argument("--warmup", type=float, default=7.0, help="(stalled) s before the attack")
     parser.add_argument("--size", type=int, help="request bytes [pipeline 16 KiB, stalled 64 KiB]")
     parser.add_argument(
@@ -234,6 +351,13 @@ async def main() -> None:
     queue = f"bench-abuse-{uuid.uuid4().hex[:8]}"
     port = free_port()
     logs = Path(os.environ.get("TMPDIR", "/tmp"))
+    if args.scenario == "pending":
+        args.gateway_arg = [
+            "--window", str(args.per_socket), "--max-pending", "0", "--max-pending-bytes", "0",
+            "--no-consumer-grace", "0", "--request-timeout", "600", "--compression", "none",
+            "--drain-timeout", "0",
+            *args.gateway_arg,
+        ]  # fmt: skip
     gw = start_service(
         [
             "gateway",
@@ -270,53 +394,13 @@ async def main() -> None:
             )
         )
     url = f"ws://127.0.0.1:{port}/ws"
-    result: dict[str, Any] = {"scenario": args.scenario, "size": size}
+    result: dict[str, Any] = {}
     try:
         await wait_listening(port, gw)
-        # Let the processor's consumer register (batching auto), or with no processor let
-        # the gateway notice that nobody consumes (--no-consumer-grace, 5 s by default).
-        await asyncio.sleep(
-            args.warmup if args.scenario == "stalled" and not args.stalled_processor else 1.0
-        )
-        sampler, bystander = Sampler(gw.pid), Bystander(url)
-        result["rss_start_mib"] = round(rss_mib(gw.pid), 1)
-        sampler.start()
-        bystander.start()
-        sockets = 1 if args.scenario == "pipeline" else args.sockets
-        attacker = await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            "_attack",
-            "--url",
-            url,
-            "--sockets",
-            str(sockets),
-            "--size",
-            str(size),
-            "--seconds",
-            str(args.seconds),
-            stdout=subprocess.PIPE,
-        )
-        out, _ = await attacker.communicate()
-        totals = json.loads(out)
-        attack_end = sampler.samples[-1][0]
-        await asyncio.sleep(args.settle)
-        await bystander.stop()
-        await sampler.stop()
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        health = (await reader.read()).partition(b"\r\n\r\n")[2]
-        writer.close()
-        result["health_after"] = json.loads(health)
-        result.update(
-            attacker_sent=totals["sent"],
-            attacker_answered=totals["answered"],
-            rss_peak_mib=round(sampler.peak(), 1),
-            rss_after_mib=round(sampler.last(), 1),
-            rss_peak_after_attack_mib=round(sampler.peak(since=attack_end + args.settle - 1), 1),
-            bystander=bystander.summary(),
-            rss_timeline_mib=[round(r) for t, r in sampler.samples[::10]],
-        )
+        if args.scenario == "pending":
+            result = await pending(args, gw.pid, port, url)
+        else:
+            result = await under_attack(args, gw.pid, port, url, size)
     finally:
         for proc in procs:
             proc.terminate()

@@ -52,3 +52,13 @@ def test_many_sockets_of_large_requests_without_a_processor(rabbitmq_url: str) -
     assert bystander["sent"] >= 20, bystander
     assert bystander["answered"] >= bystander["sent"] - 1, bystander
     assert "timeout" not in bystander["kinds"], bystander
+
+
+def test_a_pending_request_costs_its_bookkeeping_only(rabbitmq_url: str) -> None:
+    """20,000 small requests held by a stalled processor: under 1 KiB of RSS each (~450 B)."""
+    result = run_bench(
+        rabbitmq_url, "pending", "--sockets", "20", "--per-socket", "1000", "--stalled-processor"
+    )
+    assert result["batching"] is True, result
+    assert result["pending"] == 20_000, result
+    assert result["bytes_per_pending"] < 1024, result
