@@ -44,6 +44,11 @@ Contract:
   request is then its bookkeeping only: about 450 bytes of resident memory for a
   request in a batch, 800-3,100 bytes for one travelling as its own message (measured
   with ``bench/abuse_memory.py pending``; docs/hardening.md).
+
+This module is over the ~400 lines the project aims at, on purpose: what can live
+apart already does (links, outgoing, refusal, monitor, table, replies, partials);
+what is left is the plumbing that ties the table to the links (submit, flush,
+publish, confirm or nack; reply, match, finish; deadlines), read best in one place.
 """
 
 from __future__ import annotations
