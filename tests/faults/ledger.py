@@ -84,24 +84,29 @@ async def drive(
     stop: asyncio.Event | None = None,
     window: int = 8,
     pace: float = 0.0,
+    rate: float | None = None,
     payload: Callable[[str], str] = lambda cid: cid,
     expect: Callable[[str], str] = lambda data: data,
     settle: float = 30.0,
+    sent_at: dict[str, float] | None = None,
 ) -> None:
     """Send requests on one ``hopline.v1`` socket and record every answer in ``ledger``.
 
     Sends ``count`` requests (or until ``stop`` is set) with ids ``<prefix>-<n>``,
-    at most ``window`` unanswered at once, ``pace`` seconds apart. Then waits up to
+    at most ``window`` unanswered at once, ``pace`` seconds apart, or with ``rate`` on a
+    schedule of ``rate`` per second (a full window makes it slip, and it catches up at
+    most 1 s; setting ``stop`` ends the wait at once). Then waits up to
     ``settle`` seconds for the last answers. A reply must equal
     ``expect(payload(id))``. If the gateway closes the socket, its close code is
     counted and the unanswered requests stay unanswered (the ledger shows them lost).
+    ``sent_at`` (if given) gets each request's send time (event-loop clock).
     """
     assert count is not None or stop is not None
     loop = asyncio.get_running_loop()
     async with connect(url, timeout=None) as client:  # the gateway's deadlines are under test
         slots = asyncio.Semaphore(window)
         unanswered: set[str] = set()
-        sent_at: dict[str, float] = {}
+        sent_at = {} if sent_at is None else sent_at
         all_answered = asyncio.Event()
         all_answered.set()
 
@@ -126,6 +131,7 @@ async def drive(
 
         closed = asyncio.ensure_future(client.wait_closed())
         closed.add_done_callback(lambda _: all_answered.set())  # nothing more will come
+        next_at = loop.time()
         try:
             n = 0
             while (count is None or n < count) and not (stop is not None and stop.is_set()):
@@ -142,10 +148,14 @@ async def drive(
                     future = await client.submit(payload(cid), id=cid)
                 except ConnectionLost:  # never left: not a request
                     ledger.sent.pop()
+                    del sent_at[cid]
                     unanswered.discard(cid)
                     break
                 future.add_done_callback(partial(answered, cid))
-                if pace:
+                if rate:
+                    next_at = max(next_at + 1.0 / rate, loop.time() - 1.0)
+                    await _pause(next_at - loop.time(), stop)
+                elif pace:
                     await asyncio.sleep(pace)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(settle):
@@ -155,3 +165,13 @@ async def drive(
             await closed
             ledger.unmatched += client.unmatched
             ledger.close_codes[client.close_code] += 1
+
+
+async def _pause(seconds: float, stop: asyncio.Event | None) -> None:
+    """Wait ``seconds`` (pacing, not synchronisation), less if ``stop`` is set meanwhile."""
+    if stop is None:
+        await asyncio.sleep(max(seconds, 0))
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(seconds, 0)):
+            await stop.wait()
