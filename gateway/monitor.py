@@ -13,6 +13,12 @@ Input queue health (:meth:`QueueMonitor.input_problem`): the input queues are
 unhealthy while the latest declare failed (a classic queue whose node is down
 cannot be reached from any other node) or while no consumer has been seen on them
 for ``no_consumer_grace`` seconds.
+
+:meth:`QueueMonitor.sample` does the I/O; what it decides from the counts is in
+methods that take the samples and the time as arguments (:meth:`~QueueMonitor.record`,
+:meth:`~QueueMonitor.observe`, :meth:`~QueueMonitor.unreachable`,
+:meth:`~QueueMonitor.unattended`), tested without a broker in
+``tests/gateway/test_monitor.py``.
 """
 
 from __future__ import annotations
@@ -59,12 +65,18 @@ class QueueMonitor:
         """The input queues were just declared successfully (on a new connection)."""
         self.input_error = None
 
-    def input_problem(self) -> str | None:
-        """Why the input queues cannot serve requests right now, or None."""
+    def unreachable(self, reason: object) -> None:
+        """The latest declare of the input queues failed (``reason``): unhealthy until one works."""
+        self.input_error = (
+            f"input queue {self.settings.topology.input_queue!r} unreachable: {reason}"
+        )
+
+    def input_problem(self, now: float | None = None) -> str | None:
+        """Why the input queues cannot serve requests at ``now`` (monotonic), or None."""
         if self.input_error is not None:
             return self.input_error
         grace = self.settings.no_consumer_grace
-        if self.unattended(grace):
+        if self.unattended(grace, now):
             return f"no processor has consumed the input queues for over {grace:g} s"
         return None
 
@@ -78,9 +90,9 @@ class QueueMonitor:
         try:
             plain, batch = await topology.declare(channel)
         except Exception as exc:
-            self.input_error = f"input queue {topology.input_queue!r} unreachable: {exc}"
+            self.unreachable(exc)
             raise
-        self.input_error = None
+        self.reachable()
         samples = [_sample(plain), _sample(batch)]
         reported, source = samples, "amqp"
         if self.settings.management_url:
@@ -94,25 +106,43 @@ class QueueMonitor:
             except ManagementError as exc:
                 if self.source == "management":
                     log.warning("management API failed, using AMQP queue samples: %s", exc)
-        self.queues = {s.name: s for s in reported}
+        self.record(reported, source, time.time())
+        self.observe(samples[0], samples[1], time.monotonic())
+
+    def record(self, samples: list[QueueSample], source: str, at: float) -> None:
+        """Report ``samples`` (from ``source``, taken at unix time ``at``) as the latest."""
+        self.queues = {s.name: s for s in samples}
         self.source = source
-        self.sampled_at = time.time()
+        self.sampled_at = at
+
+    def observe(self, plain: QueueSample, batch: QueueSample, now: float) -> None:
+        """Decide from the AMQP counts of the plain and batch input queues at ``now`` (monotonic).
+
+        ``--batching auto``: batch while the batch queue has a consumer (``on`` and
+        ``off``, or a queue length cap, never change). Unattended since ``now`` when
+        neither queue has a consumer (the first such sample starts the clock); attended
+        again as soon as one has. The depth gauges get the ready counts.
+        """
         if self.settings.batching_mode == "auto":
-            active = samples[1].consumers > 0
+            active = batch.consumers > 0
             if active != self.batching_active:
                 log.info("batching %s", "active" if active else "inactive")
             self.batching_active = active
-        if samples[0].consumers or samples[1].consumers:
+        if plain.consumers or batch.consumers:
             self.unattended_since = None
         elif self.unattended_since is None:
-            self.unattended_since = time.monotonic()
-        self.metrics.queue_depth(topology.input_queue).set(samples[0].ready)
-        self.metrics.queue_depth(topology.batch_queue).set(samples[1].ready)
+            self.unattended_since = now
+        topology = self.settings.topology
+        self.metrics.queue_depth(topology.input_queue).set(plain.ready)
+        self.metrics.queue_depth(topology.batch_queue).set(batch.ready)
 
-    def unattended(self, grace: float) -> bool:
-        """Whether no consumer has listened on the input queues for ``grace`` seconds."""
+    def unattended(self, grace: float, now: float | None = None) -> bool:
+        """Whether no consumer has listened on the input queues for ``grace`` seconds at
+        ``now`` (monotonic; default: now). Never with ``grace`` 0."""
         since = self.unattended_since
-        return grace > 0 and since is not None and time.monotonic() - since >= grace
+        if grace <= 0 or since is None:
+            return False
+        return (time.monotonic() if now is None else now) - since >= grace
 
 
 def _sample(queue: AbstractQueue) -> QueueSample:
