@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -26,6 +27,7 @@ __all__ = [
     "amqp_problem",
     "free_port",
     "is_local_host",
+    "node_port",
     "port_answers",
     "rabbitmq_server_path",
 ]
@@ -43,6 +45,43 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+#: Where Linux says which local ports it picks for outgoing connections (and port 0).
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+#: Lowest port :func:`node_port` picks: below are the well-known and most registered ones.
+NODE_PORTS_FROM = 10000
+
+
+def node_port() -> int:
+    """A TCP port nothing is bound to right now, outside the kernel's ephemeral range.
+
+    For a listener another process binds seconds later (a RabbitMQ node's AMQP,
+    distribution and management ports). A :func:`free_port` number comes from the
+    ephemeral range, where the kernel also picks the local port of every outgoing
+    connection: on a busy machine one takes it before the node binds it, and the node
+    fails to start (``dist_port_already_used``). A port outside that range is only
+    taken by a program that binds it by number. Where the range cannot be read
+    (not Linux), this is :func:`free_port`.
+    """
+    try:
+        low, high = (int(n) for n in EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return free_port()
+    spans = [(NODE_PORTS_FROM, low - 1), (high + 1, 65535)]
+    spans = [(a, b) for a, b in spans if a <= b]
+    for _ in range(100):
+        if not spans:
+            break
+        first, last = random.choice(spans)
+        port = random.randint(first, last)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("", port))  # every address, as the distribution listener binds
+            except OSError:
+                continue
+        return port
+    return free_port()
 
 
 def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -117,8 +156,11 @@ class PrivateBroker:
 
     Args:
         base_dir: data and log directory; a fresh temporary one when None.
-        port: AMQP port; a free one when None.
+        port: AMQP port; a free one (:func:`node_port`) when None, kept over restarts.
         management_port: also enable the management plugin on this port.
+
+    The Erlang distribution port is internal: every start picks a free one anew, so a
+    restart does not depend on a port left unbound while the node was down.
     """
 
     def __init__(
@@ -129,8 +171,8 @@ class PrivateBroker:
     ) -> None:
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="hopline-rabbit-"))
-        self.port = port or free_port()
-        self.dist_port = free_port()
+        self.port = port or node_port()
+        self.dist_port = 0  # picked anew by every start
         self.management_port = management_port
         self.nodename = f"hopline-{self.port}@localhost"
         self._process: subprocess.Popen[bytes] | None = None
@@ -145,6 +187,7 @@ class PrivateBroker:
         return self.base_dir / "rabbit.pid"
 
     def _prepare(self) -> dict[str, str]:
+        self.dist_port = node_port()  # on a restart, the last one may be taken by now
         base = self.base_dir
         (base / "mnesia").mkdir(parents=True, exist_ok=True)
         (base / "log").mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from gateway.config import GatewaySettings
 from gateway.management import ManagementError, credentials, fetch_queues, queue_url, vhost_of
 from gateway.server import Gateway
-from hopline.broker_node import PrivateBroker, free_port
+from hopline.broker_node import PrivateBroker, free_port, node_port
 from hopline.wire.amqp import QueueTopology
 from processor.config import ProcessorSettings
 from processor.worker import Processor
@@ -54,7 +54,7 @@ async def test_stats_fall_back_to_amqp_when_management_fails(stack: Stack) -> No
 @pytest.fixture
 async def managed_broker() -> AsyncIterator[PrivateBroker]:
     """A private RabbitMQ node with the management plugin, answering its HTTP API."""
-    node = PrivateBroker(management_port=free_port())
+    node = PrivateBroker(management_port=node_port())
     await asyncio.to_thread(node.start)
     try:
         api = f"http://127.0.0.1:{node.management_port}"
