@@ -157,19 +157,25 @@ class Link:
             BrokerUnavailable: no address gave a connection (each one's reason, in one
                 line), or none within ``timeout``; nothing is left running.
         """
-        round_failed = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(round_failed))
+        loop = asyncio.get_running_loop()
+        # The first failed round's reasons travel with the news: by the time this coroutine
+        # runs again (a loaded machine can pause it past RETRY_PAUSE), the link may have
+        # started the next round, whose reasons are still empty.
+        round_failed: asyncio.Future[list[str]] = loop.create_future()
+        self._task = loop.create_task(self._run(round_failed))
         ready = asyncio.ensure_future(self.ready.wait())
-        failed = asyncio.ensure_future(round_failed.wait())
         try:
-            await asyncio.wait({ready, failed}, timeout=timeout, return_when="FIRST_COMPLETED")
+            await asyncio.wait(
+                {ready, round_failed}, timeout=timeout, return_when="FIRST_COMPLETED"
+            )
         finally:
             ready.cancel()
-            failed.cancel()
         if self.ready.is_set():
             return
+        # No round finished within the timeout: the reasons of the round under way, if any.
+        errors = round_failed.result() if round_failed.done() else list(self.last_errors)
+        round_failed.cancel()
         await self.close()
-        errors = self.last_errors
         reason = "; ".join(errors) if errors else f"no connection within {timeout:g} s"
         raise BrokerUnavailable(reason)
 
@@ -196,11 +202,12 @@ class Link:
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(ConnectionError(reason))
 
-    async def _run(self, round_failed: asyncio.Event) -> None:
+    async def _run(self, round_failed: asyncio.Future[list[str]]) -> None:
         while not self._closing:
             conn = await self._connect_round()
             if conn is None:
-                round_failed.set()
+                if not round_failed.done():
+                    round_failed.set_result(self.last_errors)
                 await asyncio.sleep(RETRY_PAUSE)
                 continue
             lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from aio_pika.abc import AbstractConnection
 
 from hopline.broker_node import free_port
+from hopline.runtime import run
 from hopline.wire.connect import (
+    RETRY_PAUSE,
     BrokerUnavailable,
     Link,
     open_connection,
@@ -96,3 +99,33 @@ async def test_link_that_never_connects_fails_within_its_timeout() -> None:
     with pytest.raises(BrokerUnavailable, match="cannot reach RabbitMQ"):
         await link.start(timeout=1.5)
     assert loop.time() - started < 3
+
+
+def test_link_paused_as_its_first_round_fails_still_says_why() -> None:
+    """The process paused past RETRY_PAUSE just as the first round failed (a loaded machine):
+    start() gives that round's reason, not 'no connection within 10 s' from the next round,
+    begun meanwhile. On the commands' own loop (uvloop), where the next round won that race."""
+
+    async def setup(conn: AbstractConnection) -> None:
+        raise AssertionError("never called")
+
+    async def start_paused() -> tuple[str, float]:
+        link = Link([dead_url()], "test-link", setup, attempt_timeout=2.0)
+        loop = asyncio.get_running_loop()
+
+        def pause_once_the_round_failed() -> None:
+            """On every turn of the loop until the round failed; then block the loop."""
+            if not link.last_errors:
+                loop.call_soon(pause_once_the_round_failed)
+            else:
+                time.sleep(RETRY_PAUSE + 0.2)  # the whole process is paused
+
+        loop.call_soon(pause_once_the_round_failed)
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailable) as info:
+            await link.start(timeout=10)
+        return str(info.value), time.monotonic() - started
+
+    message, seconds = run(start_paused())
+    assert message.startswith("cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:"), message
+    assert seconds < 5
