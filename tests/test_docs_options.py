@@ -49,7 +49,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("performance.md", "--sweep-statistic"): "bench/run.py's option, named in prose",
     ("performance.md", "--profile"): "bench/stalls.py's option (`--profile py-spy`)",
     ("performance.md", "--compare"): "bench/stalls.py's option (`--compare DIR`)",
-    ("performance.md", "--direct"): "bench/echo_server.py's option",
     ("operations.md", "--init"): "`docker run --init`",
 }
 
