@@ -188,6 +188,18 @@ class Bystander:
             self.sent -= 1
         await self._ws.close()
 
+    async def served(self, count: int, timeout: float = 30.0) -> None:
+        """Return once ``count`` of its requests ended (answered or not); fail at ``timeout``.
+
+        How many it sends in a given time depends on how loaded the machine is: a test
+        waits for this, not for a fixed time, before :meth:`assert_served`.
+        """
+        await eventually(
+            lambda: self.answered + self.unanswered >= count,
+            timeout=timeout,
+            message=f"{count} bystander requests ended",
+        )
+
     def assert_served(self, at_least: int = 3) -> None:
         """Every request got an answer, and the bystander did send during the attack."""
         assert self.sent >= at_least, f"the bystander sent only {self.sent} requests"

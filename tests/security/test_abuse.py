@@ -98,7 +98,7 @@ async def test_partial_handshakes_cannot_exhaust_descriptors(
             gw.sample()
             answers = await asyncio.gather(*(read_all(s, timeout=1.0) for s in attackers))
             gw.sample()
-            await asyncio.sleep(0.4)  # the bystander keeps sending meanwhile
+            await bystander.served(2)  # the bystander keeps sending meanwhile
         bystander.assert_served(at_least=2)
         refused = [a for a in answers if a.startswith(b"HTTP/1.1 503")]
         assert len(refused) >= 400 - 100 - 16  # the cap plus the monitoring reserve
@@ -141,7 +141,7 @@ async def test_huge_subprotocol_header_is_refused_without_parsing(stack: Stack) 
             answer = await read_all(sock)
             sock.close()
             assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
-        await asyncio.sleep(0.4)
+        await bystander.served(2)
     bystander.assert_served(at_least=2)
 
 
@@ -197,7 +197,7 @@ async def test_ping_flood_is_closed_with_1008(stack: Stack) -> None:
         assert await abuser.closed(timeout=10) == 1008
         assert abuser.protocol.close_rcvd is not None
         assert abuser.protocol.close_rcvd.reason == "too many pings"
-        await asyncio.sleep(0.4)
+        await bystander.served(2)
     bystander.assert_served(at_least=2)
 
 
@@ -238,7 +238,7 @@ async def test_hello_flood_is_closed_after_a_bounded_number_of_busy(stack: Stack
         assert await abuser.closed(timeout=10) == 1008
         assert busy <= 20 * 5 + 1  # rate x grace, then the close
         assert replies <= 20 + 20 * 2  # the burst plus what refilled meanwhile
-        await asyncio.sleep(0.4)
+        await bystander.served(2)
     bystander.assert_served(at_least=2)
     # Plain mode: 'busy' answers queued behind pending replies are dropped at the close.
     assert busy <= gw.metrics.total("hopline_errors_total", {"code": "busy"}) <= 20 * 5 + 1
