@@ -100,6 +100,13 @@ def cases(p: Places) -> dict[str, Case]:
             3,
             rf"hopline: error: cannot reach RabbitMQ at {REDACTED}.*ACCESS_REFUSED.*",
         ),
+        "processor-missing-vhost": Case(
+            ("processor", "--rabbitmq-url", f"amqp://guest:guest@{p.broker}/no-such-vhost"),
+            3,
+            rf"hopline: error: cannot reach RabbitMQ at {REDACTED}.*/no-such-vhost: the broker "
+            r"refused virtual host 'no-such-vhost' \(it does not exist, or this user has no "
+            r"permissions on it; see rabbitmqctl list_vhosts, list_permissions\)",
+        ),
         "gateway-bad-option": Case(
             ("gateway", "--port", "x"),
             2,

@@ -29,6 +29,7 @@ from typing import Literal
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
+from yarl import URL
 
 from hopline.wire.addresses import AMQP_SCHEMES, parse_amqp_urls, primary_url, redact_url
 
@@ -87,14 +88,23 @@ async def open_connection(
             async with asyncio.timeout(attempt_timeout):
                 return await aio_pika.connect(url, client_properties={"connection_name": name})
         except _ATTEMPT_ERRORS as exc:
-            reasons.append(f"{redact_url(url)}: {_reason(exc, attempt_timeout)}")
+            reasons.append(f"{redact_url(url)}: {_reason(exc, attempt_timeout, url)}")
     raise BrokerUnavailable("cannot reach RabbitMQ at " + "; ".join(reasons))
 
 
-def _reason(exc: BaseException, timeout: float) -> str:
+def _reason(exc: BaseException, timeout: float, url: str) -> str:
     if isinstance(exc, TimeoutError):
         return f"no answer within {timeout:g} s"
-    return str(exc) or type(exc).__name__
+    text = str(exc)
+    if "got <Connection.Close" in text:
+        # aiormq keeps only the repr of the broker's Connection.Close: after a good
+        # login, RabbitMQ refuses the connection.open of a missing or forbidden vhost.
+        vhost = URL(url).path[1:] or "/"
+        return (
+            f"the broker refused virtual host {vhost!r} (it does not exist, or this "
+            "user has no permissions on it; see rabbitmqctl list_vhosts, list_permissions)"
+        )
+    return text or type(exc).__name__
 
 
 Setup = Callable[[AbstractConnection], Awaitable[None]]
@@ -264,7 +274,7 @@ class Link:
                 raise
             except Exception as exc:
                 message = f"cannot reach RabbitMQ at {redact_url(url)}: " + _reason(
-                    exc, self.attempt_timeout
+                    exc, self.attempt_timeout, url
                 )
                 errors.append(message)
                 log.info("%s: %s", self.name, message)
