@@ -30,8 +30,18 @@ __all__ = ["KINDS", "attacker"]
 KINDS = ("ping", "hello", "subprotocol", "slow")
 
 
-async def _open_raw(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, ClientProtocol]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _open_raw(
+    port: int, rcvbuf: int | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, ClientProtocol]:
+    """An open WebSocket on ``port`` driven by hand; ``rcvbuf`` shrinks the receive buffer."""
+    if rcvbuf is None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    else:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock)
     protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/ws"), max_size=None)
     protocol.send_request(protocol.connect())
     for data in protocol.data_to_send():
@@ -133,18 +143,7 @@ async def _slow_readers(port: int, duration: float, count: int = 50) -> dict[str
 
     async def one() -> None:
         nonlocal cut
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        loop = asyncio.get_running_loop()
-        await loop.sock_connect(sock, ("127.0.0.1", port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/ws"), max_size=None)
-        protocol.send_request(protocol.connect())
-        for data in protocol.data_to_send():
-            writer.write(data)
-        while not any(isinstance(e, Response) for e in protocol.events_received()):
-            protocol.receive_data(await reader.read(4096))
+        reader, writer, protocol = await _open_raw(port, rcvbuf=4096)
         for _ in range(200):
             protocol.send_text(b"x" * 16384)
         for data in protocol.data_to_send():
