@@ -81,6 +81,7 @@ class Network:
                     "pid": os.getpid(),
                     "bridge": self.bridge,
                     "netns": [h.netns for h in self.hosts],
+                    "veths": [h.veth for h in self.hosts],
                 }
             )
         )
@@ -114,7 +115,7 @@ class Network:
 
     def destroy(self) -> None:
         """Kill every process in the namespaces and remove everything (never raises)."""
-        _destroy(self.bridge, [h.netns for h in self.hosts])
+        _destroy(self.bridge, [h.netns for h in self.hosts], [h.veth for h in self.hosts])
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def __enter__(self) -> Network:
@@ -136,11 +137,15 @@ def _kill_netns(netns: str) -> None:
             os.kill(int(pid), signal.SIGKILL)
 
 
-def _destroy(bridge: str, namespaces: list[str]) -> None:
+def _destroy(bridge: str, namespaces: list[str], veths: list[str]) -> None:
     for netns in namespaces:
         _kill_netns(netns)
         _ip("netns", "del", netns, check=False)
         shutil.rmtree(Path("/etc/netns") / netns, ignore_errors=True)
+    # A namespace outlives its name while a killed process still holds it, and its veth
+    # pair with it: delete the root side too (that removes both ends).
+    for veth in veths:
+        _ip("link", "del", veth, check=False)
     _ip("link", "del", bridge, check=False)
 
 
@@ -156,7 +161,7 @@ def sweep_stale() -> None:
         try:
             os.kill(int(state["pid"]), 0)
         except ProcessLookupError:
-            _destroy(state["bridge"], state["netns"])
+            _destroy(state["bridge"], state["netns"], state.get("veths", []))
             shutil.rmtree(state_file.parent, ignore_errors=True)
         except (PermissionError, KeyError, ValueError):
             continue
