@@ -2,9 +2,11 @@
 
 A reply to a batch message must be a reply batch holding one item per request,
 in order (:mod:`hopline.wire.batch`); a reply to a plain RPC request is its body,
-or an error when it carries :data:`~hopline.wire.amqp.ERROR_HEADER`. Each reply
-gets the type of its request (text in, text out; binary in, binary out). Anything
-unusable becomes ``processor_error`` for every request of the message.
+or an error when it carries :data:`~hopline.wire.amqp.ERROR_HEADER`; a batch
+answered by one such error (a processor that could not read the batch) gives that
+error to every request of it. Each reply gets the type of its request (text in,
+text out; binary in, binary out). Anything else unusable becomes
+``processor_error`` for every request of the message.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ def reply_results(
     """One result per request of ``entry``, in order, from the reply message's parts."""
     if entry.batched:
         if content_type != BATCH_CONTENT_TYPE:
+            error_code = (headers or {}).get(ERROR_HEADER)
+            if error_code is not None:  # one error for the whole message (e.g. unreadable)
+                return [_failure(error_code, body)] * len(entry.requests)
             return _all(entry, "processor did not answer a batch")
         try:
             replies = decode_replies(body, len(entry.requests))
@@ -40,9 +45,13 @@ def reply_results(
         ]
     error_code = (headers or {}).get(ERROR_HEADER)
     if error_code is not None:
-        code = error_code.decode() if isinstance(error_code, bytes) else str(error_code)
-        return [failure_from(code, body.decode(errors="replace"))]
+        return [_failure(error_code, body)]
     return [as_type_of(entry.requests[0], body)]
+
+
+def _failure(error_code: bytes | str, body: bytes) -> Failure:
+    code = error_code.decode() if isinstance(error_code, bytes) else str(error_code)
+    return failure_from(code, body.decode(errors="replace"))
 
 
 def _all(entry: InFlight, message: str) -> list[Result]:

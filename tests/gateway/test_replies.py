@@ -35,6 +35,13 @@ def test_unusable_batch_reply_fails_every_request() -> None:
         ] * 2
 
 
+def test_one_error_for_a_whole_batch_reaches_every_request() -> None:
+    """A processor that answers a batch with one error (it could not read it) keeps its code."""
+    headers = {ERROR_HEADER: b"bad_request"}
+    results = reply_results(entry("a", "b"), "text/plain", headers, b"malformed batch: x")
+    assert results == [Failure(ErrorCode.BAD_REQUEST, "malformed batch: x")] * 2
+
+
 def test_plain_reply_and_error_header() -> None:
     """A plain reply is the body; with the error header it is that error (unknown codes too)."""
     assert reply_results(entry("a", batched=False), "text/plain", None, b"hi") == ["hi"]
