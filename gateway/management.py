@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from hopline.wire.addresses import vhost_of
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "ManagementError",
@@ -27,7 +29,6 @@ __all__ = [
     "credentials",
     "fetch_queues",
     "queue_url",
-    "vhost_of",
 ]
 
 DEFAULT_TIMEOUT = 2.0
@@ -56,12 +57,6 @@ class QueueSample:
 def _first(urls: str) -> str:
     """The first address of a comma-separated list (every node has the same vhosts, users)."""
     return urls.split(",")[0].strip()
-
-
-def vhost_of(amqp_url: str) -> str:
-    """The virtual host of an AMQP URL (``amqp://h/`` and ``amqp://h`` mean ``/``)."""
-    path = urlsplit(_first(amqp_url)).path
-    return unquote(path[1:]) if len(path) > 1 else "/"
 
 
 def credentials(management_url: str, amqp_url: str) -> tuple[str, str]:

@@ -7,10 +7,11 @@ Re-exported by :mod:`hopline.wire.connect`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from urllib.parse import unquote, urlsplit
 
 from yarl import URL
 
-__all__ = ["AMQP_SCHEMES", "parse_amqp_urls", "primary_url", "redact_url"]
+__all__ = ["AMQP_SCHEMES", "parse_amqp_urls", "primary_url", "redact_url", "vhost_of"]
 
 AMQP_SCHEMES = ("amqp", "amqps")
 
@@ -75,3 +76,12 @@ def _check_url(text: str) -> None:
 def primary_url(urls: str | Sequence[str]) -> str:
     """The first address of a list (credentials and vhost are the same on every node)."""
     return parse_amqp_urls(urls)[0]
+
+
+def vhost_of(amqp_url: str) -> str:
+    """The virtual host of an AMQP URL (the first of a comma-separated list).
+
+    ``amqp://h/`` and ``amqp://h`` mean ``/``; ``%2F`` is decoded.
+    """
+    path = urlsplit(amqp_url.split(",")[0].strip()).path
+    return unquote(path[1:]) if len(path) > 1 else "/"

@@ -29,9 +29,14 @@ from typing import Literal
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
-from yarl import URL
 
-from hopline.wire.addresses import AMQP_SCHEMES, parse_amqp_urls, primary_url, redact_url
+from hopline.wire.addresses import (
+    AMQP_SCHEMES,
+    parse_amqp_urls,
+    primary_url,
+    redact_url,
+    vhost_of,
+)
 
 __all__ = [
     "AMQP_SCHEMES",
@@ -99,9 +104,8 @@ def _reason(exc: BaseException, timeout: float, url: str) -> str:
     if "got <Connection.Close" in text:
         # aiormq keeps only the repr of the broker's Connection.Close: after a good
         # login, RabbitMQ refuses the connection.open of a missing or forbidden vhost.
-        vhost = URL(url).path[1:] or "/"
         return (
-            f"the broker refused virtual host {vhost!r} (it does not exist, or this "
+            f"the broker refused virtual host {vhost_of(url)!r} (it does not exist, or this "
             "user has no permissions on it; see rabbitmqctl list_vhosts, list_permissions)"
         )
     return text or type(exc).__name__

@@ -11,9 +11,10 @@ import pytest
 from websockets.asyncio.client import connect
 
 from gateway.config import GatewaySettings
-from gateway.management import ManagementError, credentials, fetch_queues, queue_url, vhost_of
+from gateway.management import ManagementError, credentials, fetch_queues, queue_url
 from gateway.server import Gateway
 from hopline.broker_node import PrivateBroker, free_port, node_port
+from hopline.wire.addresses import vhost_of
 from hopline.wire.amqp import QueueTopology
 from processor.config import ProcessorSettings
 from processor.worker import Processor
