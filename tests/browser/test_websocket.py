@@ -11,7 +11,7 @@ from gateway.security import mint_token
 from gateway.server import Gateway
 from tests.browser.conftest import Pages, gateway_base
 from tests.conftest import Stack, ws_url
-from tests.helpers import requests_total
+from tests.helpers import eventually, requests_total
 from tests.sample_handlers import Counting
 
 SECRET = "browser-test-secret-long-enough-for-hs256"
@@ -154,11 +154,13 @@ async def test_drain_closes_with_1001_and_its_reason(
     await stack.processor()
     page = await pages.open(chromium, pages.app)
     closed = asyncio.ensure_future(exchange(page, gw, ["hello"], count=2))  # waits for the close
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while gw.active_websockets == 0:  # the page's socket is open
-        assert loop.time() < deadline, "the page never connected"
-        await asyncio.sleep(0.02)
+
+    async def published() -> bool:
+        return await requests_total(gateway_base(gw)) >= 1
+
+    # Not only open: a socket can be open before its request arrives, and a drain that
+    # starts in between has nothing to answer.
+    await eventually(published, message="the page's request reached the gateway")
     await gw.stop()
     result = await closed
     assert result["replies"] == ["hello world"]
