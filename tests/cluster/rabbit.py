@@ -225,12 +225,21 @@ class RabbitCluster:
         raise KeyError(address)
 
     def start(self, timeout: float = 120.0) -> None:
-        """Create the network, start every node, wait until all run as one cluster."""
+        """Create the network, start every node, wait until all run as one cluster.
+
+        The first node is started alone and serving before the others: classic-config
+        peer discovery takes no lock, and nodes that boot at the same moment with empty
+        data can each find no running peer and form clusters of their own, which never
+        merge (a fresh-clone CI run timed out that way once in about ten).
+        """
         sweep_stale()
         self.network.create()
-        for node in self.nodes:
+        seed, *others = self.nodes
+        seed.start()
+        seed.wait_serving(timeout)
+        for node in others:
             node.start()
-        for node in self.nodes:
+        for node in others:
             node.wait_serving(timeout)
         self.wait_clustered(timeout)
 
