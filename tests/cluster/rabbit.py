@@ -116,6 +116,7 @@ class Node:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            cwd=self.base,  # the rabbitmq user may not be able to enter the checkout
         )
         out.close()
 
@@ -169,7 +170,11 @@ class Node:
         env = self._prepare_cli_env()
         argv = [str(RABBIT_BIN / tool), "-n", self.name, *args]
         result = subprocess.run(
-            self._as_rabbitmq(env, argv), capture_output=True, text=True, timeout=timeout
+            self._as_rabbitmq(env, argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.base,
         )
         if result.returncode != 0:
             raise RuntimeError(f"{tool} {' '.join(args)} on {self.name}: {result.stderr.strip()}")
