@@ -233,9 +233,8 @@ class RabbitCluster:
         """Create the network, start every node, wait until all run as one cluster.
 
         The first node is started alone and serving before the others: classic-config
-        peer discovery takes no lock, and nodes that boot at the same moment with empty
-        data can each find no running peer and form clusters of their own, which never
-        merge (a fresh-clone CI run timed out that way once in about ten).
+        peer discovery takes no lock, so the others find a running peer to join rather
+        than booting at the same moment as it.
         """
         sweep_stale()
         self.network.create()
