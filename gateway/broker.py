@@ -91,6 +91,7 @@ from hopline.wire.batch import (
 from hopline.wire.connect import redact_url
 from hopline.wire.errors import ErrorCode, Failure
 from hopline.wire.liveness import is_blocked
+from hopline.wire.publish import publish
 
 __all__ = ["Broker", "QueueSample"]
 
@@ -367,16 +368,11 @@ class Broker:
                 raise ChannelInvalidStateError("publish channel is closed")
             underlay = await channel.get_underlay_channel()
             async with asyncio.timeout(remaining):
-                # wait=False: the confirm is what counts; no extra task switch to wait
-                # for the frame to reach the socket first. Mandatory: an unroutable
-                # request raises PublishError (the channel has on_return_raises).
-                await underlay.basic_publish(
-                    body,
-                    exchange="",
-                    routing_key=routing_key,
-                    properties=properties,
-                    mandatory=True,
-                    wait=False,
+                # Only the confirm is awaited (hopline.wire.publish), not the socket
+                # write. Mandatory: an unroutable request raises PublishError (the
+                # channel has on_return_raises).
+                await publish(
+                    underlay, body, routing_key=routing_key, properties=properties, mandatory=True
                 )
         except PublishError:
             self._fail(entry, ErrorCode.UNAVAILABLE, f"no queue {routing_key!r} to route to")

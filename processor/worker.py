@@ -69,6 +69,7 @@ from hopline.wire.batch import (
 )
 from hopline.wire.connect import Link
 from hopline.wire.liveness import Watchdog, heartbeat_of
+from hopline.wire.publish import publish
 from processor.calls import Caller
 from processor.config import ProcessorSettings
 from processor.deliveries import count_delivery
@@ -327,9 +328,9 @@ class Processor:
         """Publish a reply to ``message`` and wait for its confirm; False (and nacked) if not."""
         assert self._channel is not None
         assert message.reply_to is not None
-        # aiormq's properties and publish directly (not aio_pika.Message and
-        # Exchange.publish): the same frames for less CPU per reply. message_id is set so
-        # aiormq draws no random UUID; wait=False: only the broker's confirm is awaited.
+        # pamqp properties and hopline.wire.publish (not aio_pika.Message and
+        # Exchange.publish): the same frames for less CPU per reply. message_id is set
+        # (the fast path needs one); only the broker's confirm is awaited.
         properties = Basic.Properties(
             content_type=content_type,
             correlation_id=message.correlation_id,
@@ -341,9 +342,7 @@ class Processor:
             if self._channel.is_closed:
                 raise ConnectionError("channel closed")
             channel = await self._channel.get_underlay_channel()
-            await channel.basic_publish(
-                body, routing_key=message.reply_to, properties=properties, wait=False
-            )
+            await publish(channel, body, routing_key=message.reply_to, properties=properties)
         except Exception:
             # Not acked: the broker redelivers the request once the channel is back.
             log.warning("reply publish failed; request left for redelivery", exc_info=True)
