@@ -1,5 +1,8 @@
 """Client CPU per AMQP publish (confirms on): aio-pika's Exchange.publish, aiormq's, hopline's.
 
+``hopline_underlay_us`` is how the gateway published until hopline.wire.publish;
+``hopline_publish_us`` is that module (what the gateway and the processor use now).
+
 Sizes how much of the gateway's and the processor's per-message cost is aio-pika's
 wrapper (``aio_pika.Message``, its attribute guard, the robust channel) rather than
 the AMQP work itself. Publishes ``--messages`` transient messages to a temporary
@@ -22,6 +25,8 @@ import aio_pika
 import aioloop
 import aiormq
 from pamqp.commands import Basic
+
+from hopline.wire.publish import publish
 
 
 async def bench_aio_pika(url: str, queue: str, n: int, in_flight: int) -> float:
@@ -66,13 +71,22 @@ async def bench_aiormq(url: str, queue: str, n: int, in_flight: int) -> float:
 
 
 async def bench_underlay(url: str, queue: str, n: int, in_flight: int) -> float:
-    """CPU µs per publish as hopline's gateway publishes since issue 16.
+    """CPU µs per publish as hopline's gateway published before hopline.wire.publish.
 
     aio-pika's robust connection and channel (reconnects, on_return_raises), but the
     publish goes to the underlying aiormq channel with pamqp properties, a
     ``message_id`` (so aiormq draws no UUID) and ``wait=False`` (only the confirm
     is awaited, not the write), inside the request's deadline.
     """
+    return await _underlay(url, queue, n, in_flight, fast=False)
+
+
+async def bench_fast(url: str, queue: str, n: int, in_flight: int) -> float:
+    """CPU µs per publish as hopline publishes now: as above, through hopline.wire.publish."""
+    return await _underlay(url, queue, n, in_flight, fast=True)
+
+
+async def _underlay(url: str, queue: str, n: int, in_flight: int, *, fast: bool) -> float:
     conn = await aio_pika.connect_robust(url)
     async with conn:
         channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
@@ -90,10 +104,16 @@ async def bench_underlay(url: str, queue: str, n: int, in_flight: int) -> float:
             )
             underlay = await channel.get_underlay_channel()
             async with asyncio.timeout(30):
-                await underlay.basic_publish(
-                    f"m{i}".encode(), routing_key=queue, properties=props, mandatory=True,
-                    wait=False,
-                )  # fmt: skip
+                if fast:
+                    await publish(
+                        underlay, f"m{i}".encode(), routing_key=queue, properties=props,
+                        mandatory=True,
+                    )  # fmt: skip
+                else:
+                    await underlay.basic_publish(
+                        f"m{i}".encode(), routing_key=queue, properties=props, mandatory=True,
+                        wait=False,
+                    )  # fmt: skip
 
         return await _timed(one, n, in_flight)
 
@@ -122,13 +142,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         await channel.declare_queue(queue, arguments={"x-max-length": 1000})
         try:
             result: dict[str, list[float]] = {
-                "aio_pika_us": [], "aiormq_us": [], "hopline_underlay_us": []
+                "aio_pika_us": [], "aiormq_us": [], "hopline_underlay_us": [],
+                "hopline_publish_us": [],
             }  # fmt: skip
             for _ in range(args.rounds):
                 n, k, url = args.messages, args.in_flight, args.rabbitmq_url
                 result["aio_pika_us"].append(await bench_aio_pika(url, queue, n, k))
                 result["aiormq_us"].append(await bench_aiormq(url, queue, n, k))
                 result["hopline_underlay_us"].append(await bench_underlay(url, queue, n, k))
+                result["hopline_publish_us"].append(await bench_fast(url, queue, n, k))
         finally:
             await channel.queue_delete(queue)
     return {"messages": args.messages, "in_flight": args.in_flight, **result}
