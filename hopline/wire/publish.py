@@ -50,7 +50,7 @@ _PUBLISH_IDS = struct.pack(">HHH", 60, 40, 0)  # Basic.Publish, reserved ticket
 _HEADER_HEAD = struct.Struct(">HHQH")  # class, weight, body size, property flags
 _OCTET = struct.Struct(">B")
 
-# Basic.Properties in wire order: (attribute, flag, shortstr?) as pamqp marshals them.
+# Basic.Properties in wire order, (attribute, flag), as pamqp marshals them.
 _STRING_PROPERTIES = (
     ("content_type", 0x8000),
     ("content_encoding", 0x4000),
