@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel
 
 from hopline.wire.amqp import (
     ATTEMPTS_HEADER,
@@ -30,16 +30,17 @@ from hopline.wire.batch import (
     encode_replies,
 )
 from hopline.wire.errors import ErrorCode
+from processor.incoming import Incoming
 
 __all__ = ["count_delivery", "error_reply", "failed_deliveries"]
 
 log = logging.getLogger(__name__)
 
-Reply = Callable[[AbstractIncomingMessage, bytes, str, dict[str, Any] | None], Awaitable[bool]]
+Reply = Callable[[Incoming, bytes, str, dict[str, Any] | None], Awaitable[bool]]
 
 
 async def count_delivery(
-    message: AbstractIncomingMessage,
+    message: Incoming,
     deadline: int | None,
     topology: QueueTopology,
     channel: AbstractChannel,
@@ -100,7 +101,7 @@ async def count_delivery(
     return True
 
 
-def failed_deliveries(message: AbstractIncomingMessage) -> int:
+def failed_deliveries(message: Incoming) -> int:
     """Deliveries of ``message`` that ended without an ack, this one excluded."""
     headers = message.headers or {}
     count = headers.get(DELIVERY_COUNT_HEADER)  # quorum queues count by themselves
@@ -111,7 +112,7 @@ def failed_deliveries(message: AbstractIncomingMessage) -> int:
     return previous + (1 if message.redelivered else 0)
 
 
-def error_reply(message: AbstractIncomingMessage, text: str) -> tuple[bytes, str, dict[str, Any]]:
+def error_reply(message: Incoming, text: str) -> tuple[bytes, str, dict[str, Any]]:
     """A ``processor_error`` reply to ``message``: one error per item for a batch."""
     if message.content_type == BATCH_CONTENT_TYPE:
         try:

@@ -27,7 +27,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractQueue
+from aiormq.abc import DeliveredMessage
+
+from processor.incoming import Incoming
 
 __all__ = ["Consumers"]
 
@@ -39,7 +42,7 @@ class Consumers:
 
     def __init__(
         self,
-        callback: Callable[[AbstractIncomingMessage], Awaitable[None]],
+        callback: Callable[[Incoming], Awaitable[None]],
         limit: int,
         prefetch: int,
         set_prefetch: Callable[[int], Awaitable[Any]],
@@ -58,6 +61,10 @@ class Consumers:
         self._stopped = False
         self._lock = asyncio.Lock()
         self._sync_task: asyncio.Task[None] | None = None
+
+    def _on_delivery(self, message: DeliveredMessage) -> Awaitable[None]:
+        """aiormq's consumer callback: the coroutine aiormq runs as this delivery's task."""
+        return self._callback(Incoming(message))
 
     @property
     def paused(self) -> bool:
@@ -129,10 +136,16 @@ class Consumers:
                 for queue in self._queues:
                     tag = self._tags.get(queue.name)
                     if want and tag is None:
-                        self._tags[queue.name] = await queue.consume(self._callback)
+                        # aiormq's consumer directly: no aio-pika IncomingMessage and
+                        # inner task per delivery (processor.incoming).
+                        channel = await queue.channel.get_underlay_channel()
+                        ok = await channel.basic_consume(queue.name, self._on_delivery)
+                        assert ok.consumer_tag is not None
+                        self._tags[queue.name] = ok.consumer_tag
                     elif not want and tag is not None:
                         del self._tags[queue.name]
                         with contextlib.suppress(Exception):
-                            await queue.cancel(tag)
+                            channel = await queue.channel.get_underlay_channel()
+                            await channel.basic_cancel(tag)
                 if want == self._want:
                     return

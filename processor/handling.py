@@ -23,8 +23,6 @@ import time
 import types
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from hopline.handler import Context
 from hopline.wire.amqp import BINARY_CONTENT_TYPE, ERROR_HEADER, TEXT_CONTENT_TYPE
 from hopline.wire.batch import (
@@ -37,6 +35,7 @@ from hopline.wire.batch import (
 from hopline.wire.errors import ErrorCode
 from processor.calls import Caller
 from processor.deliveries import failed_deliveries
+from processor.incoming import Incoming
 from processor.streams import MessageStreams
 
 __all__ = ["Handling", "Outgoing", "expired"]
@@ -52,7 +51,7 @@ class Handling:
         self.malformed = 0
 
     def contexts(
-        self, message: AbstractIncomingMessage, deadline: int | None, count: int | None
+        self, message: Incoming, deadline: int | None, count: int | None
     ) -> list[Context | None]:
         """One context per request (``count`` None: a plain message), if the handler wants one."""
         if not self.caller.shape.takes_context:
@@ -66,7 +65,7 @@ class Handling:
         return [Context(corr, at, attempt, headers, i) for i in range(count)]
 
     async def plain(
-        self, message: AbstractIncomingMessage, deadline: int | None, streams: MessageStreams | None
+        self, message: Incoming, deadline: int | None, streams: MessageStreams | None
     ) -> Outgoing | None:
         """The reply to a plain message, or None when its deadline passed before it ran."""
         binary = message.content_type == BINARY_CONTENT_TYPE
@@ -97,7 +96,7 @@ class Handling:
         return result.encode(), TEXT_CONTENT_TYPE, None
 
     async def batch(
-        self, message: AbstractIncomingMessage, deadline: int | None, streams: MessageStreams | None
+        self, message: Incoming, deadline: int | None, streams: MessageStreams | None
     ) -> Outgoing | None:
         """The reply to a batch, or None when its deadline passed before every item ran."""
         try:

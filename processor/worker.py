@@ -56,7 +56,7 @@ import logging
 import time
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from pamqp.commands import Basic
 
 from hopline.wire.amqp import (
@@ -76,6 +76,7 @@ from processor.deliveries import count_delivery
 from processor.flow import Consumers
 from processor.handlers import Handler, Hooks
 from processor.handling import Handling, expired
+from processor.incoming import Incoming
 from processor.streams import ControlQueue, MessageStreams
 
 __all__ = ["READY_LINE", "Processor"]
@@ -225,7 +226,7 @@ class Processor:
         except Exception as exc:
             log.error("handler shutdown failed: %s: %s", type(exc).__name__, exc)
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: Incoming) -> None:
         task = asyncio.current_task()
         assert task is not None
         size = len(message.body)
@@ -244,7 +245,7 @@ class Processor:
             self._of_generation.pop(task, None)
             self._abandoned_tasks.discard(task)
 
-    async def _process(self, message: AbstractIncomingMessage) -> None:
+    async def _process(self, message: Incoming) -> None:
         headers = message.headers or {}
         deadline = headers.get(DEADLINE_HEADER)
         if not isinstance(deadline, int):
@@ -294,7 +295,7 @@ class Processor:
             await message.ack()
 
     async def _handle(
-        self, message: AbstractIncomingMessage, deadline: int | None, streams: MessageStreams | None
+        self, message: Incoming, deadline: int | None, streams: MessageStreams | None
     ) -> tuple[bytes, str, dict[str, Any] | None] | None:
         """The reply to ``message``, or None when its deadline passed (before or while running).
 
@@ -320,7 +321,7 @@ class Processor:
 
     async def _reply(
         self,
-        message: AbstractIncomingMessage,
+        message: Incoming,
         body: bytes,
         content_type: str,
         headers: dict[str, Any] | None,
