@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import signal
 import sys
 from typing import Any
@@ -234,9 +235,26 @@ def _banner(
         f"  processors  {processors}"
         + ("" if processors else " (start some with 'hopline processor')"),
         *([f"  workers     {workers} gateway processes on port {port}"] if workers > 1 else []),
+        *_crowded_hint(processors, workers),
         "Ctrl-C stops everything.",
     ]
     click.echo("\n".join(lines))
+
+
+def _crowded_hint(processors: int, workers: int) -> list[str]:
+    """A banner line when gateway workers and processors outnumber the cores.
+
+    Measured on 2 cores (docs/performance.md, "What to expect"): there a second gateway
+    process starves the processors every request passes through, and one process serves
+    more.
+    """
+    cores = os.cpu_count() or 1
+    if workers < 2 or workers + processors <= cores:
+        return []
+    return [
+        f"  note        {workers} gateway processes and {processors} processors on {cores} "
+        "cores: one gateway process may serve more (docs/performance.md)"
+    ]
 
 
 def _run_gateway(settings: GatewaySettings, kw: dict[str, Any], guard: _Guard) -> int:

@@ -19,6 +19,7 @@ from gateway.server import Gateway
 from hopline.broker_node import PrivateBroker, free_port, port_answers
 from hopline.cli import main
 from hopline.settings import build, declared
+from hopline.up import _crowded_hint
 from hopline.wire.amqp import QueueTopology
 from processor.config import ProcessorSettings
 from tests.conftest import delete_queues
@@ -145,6 +146,9 @@ async def test_up_with_two_gateway_workers_serves_and_stops_cleanly(rabbitmq_url
     )
     try:
         assert f"workers     2 gateway processes on port {port}" in output
+        workers, processors = 2, 1
+        crowded = workers + processors > (os.cpu_count() or 1)
+        assert ("one gateway process may serve more" in output) == crowded, output
         seen: set[int] = set()
 
         async def both_answer() -> bool:
@@ -229,3 +233,20 @@ async def test_every_processor_setting_reaches_the_processors(rabbitmq_url: str)
         code = await stop_up(proc)
         await delete_queues(rabbitmq_url, QueueTopology(input_queue=queue))
     assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("workers", "processors", "cores", "noted"),
+    [(2, 2, 2, True), (2, 1, 2, True), (2, 2, 8, False), (1, 4, 2, False), (4, 0, 4, False)],
+)
+def test_the_banner_notes_workers_that_outnumber_the_cores(
+    monkeypatch: pytest.MonkeyPatch, workers: int, processors: int, cores: int, noted: bool
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    lines = _crowded_hint(processors, workers)
+    assert bool(lines) == noted
+    if noted:
+        assert lines == [
+            f"  note        {workers} gateway processes and {processors} processors on "
+            f"{cores} cores: one gateway process may serve more (docs/performance.md)"
+        ]
