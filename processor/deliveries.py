@@ -73,7 +73,7 @@ async def count_delivery(
                 return True
         await message.reject(requeue=False)
         return True
-    if not message.redelivered or DELIVERY_COUNT_HEADER in (message.headers or {}):
+    if not message.redelivered or DELIVERY_COUNT_HEADER in message.headers:
         return False  # a first delivery, or a queue that counts by itself
     remaining = None if deadline is None else (deadline - time.time() * 1000) / 1000
     if remaining is not None and remaining <= 0.001:  # expired meanwhile: nobody waits
@@ -81,7 +81,7 @@ async def count_delivery(
         return True
     copy = aio_pika.Message(
         message.body,
-        headers={**(message.headers or {}), ATTEMPTS_HEADER: failed},
+        headers={**message.headers, ATTEMPTS_HEADER: failed},
         content_type=message.content_type,
         correlation_id=message.correlation_id,
         reply_to=message.reply_to,
@@ -103,7 +103,7 @@ async def count_delivery(
 
 def failed_deliveries(message: Incoming) -> int:
     """Deliveries of ``message`` that ended without an ack, this one excluded."""
-    headers = message.headers or {}
+    headers = message.headers
     count = headers.get(DELIVERY_COUNT_HEADER)  # quorum queues count by themselves
     if isinstance(count, int):
         return count

@@ -56,7 +56,7 @@ class Handling:
         """One context per request (``count`` None: a plain message), if the handler wants one."""
         if not self.caller.shape.takes_context:
             return [None] * (count or 1)
-        headers = types.MappingProxyType(dict(message.headers or {}))
+        headers = types.MappingProxyType(dict(message.headers))
         corr = message.correlation_id
         at = None if deadline is None else deadline / 1000
         attempt = failed_deliveries(message) + 1

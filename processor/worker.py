@@ -246,7 +246,7 @@ class Processor:
             self._abandoned_tasks.discard(task)
 
     async def _process(self, message: Incoming) -> None:
-        headers = message.headers or {}
+        headers = message.headers
         deadline = headers.get(DEADLINE_HEADER)
         if not isinstance(deadline, int):
             deadline = None
