@@ -56,9 +56,16 @@ export async function probe(base = httpBase(import.meta.url)) {
   } catch {
     try {
       await fetch(url, { mode: "no-cors", cache: "no-store" }); // opaque: it answered
-      return "forbidden";
     } catch {
       return "unreachable";
+    }
+    // It answers now, but the first fetch may have failed only because the gateway was
+    // not listening yet (a restart between the two): ask once more before saying origin.
+    try {
+      const again = await fetch(url, { cache: "no-store" });
+      return again.ok ? "healthy" : "unavailable";
+    } catch {
+      return "forbidden";
     }
   }
 }
