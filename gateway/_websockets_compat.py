@@ -397,7 +397,9 @@ def send_now(ws: ServerConnection, frame: str | bytes) -> None:
         head = _HEAD_16.pack(opcode, 126, n)
     else:
         head = _HEAD_64.pack(opcode, 127, n)
-    protocol.writes += (head, data)
+    # An empty chunk in the protocol's output means "half-close" to flush(): an empty
+    # payload is left out.
+    protocol.writes += (head, data) if n else (head,)
 
 
 _HEAD_16 = struct.Struct("!BBH")

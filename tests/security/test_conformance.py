@@ -72,7 +72,8 @@ async def test_unsolicited_pong_is_ignored(echo: Gateway) -> None:
 
 @pytest.mark.parametrize("kind", ["text", "binary"])
 async def test_empty_messages_are_echoed(echo: Gateway, kind: str) -> None:
-    """An empty text or binary message comes back empty, with its type."""
+    """An empty text or binary message comes back empty, with its type, and the socket
+    goes on serving (an empty reply frame once half-closed it)."""
     client = await RawClient.open(echo.port)
     if kind == "text":
         client.protocol.send_text(b"")
@@ -80,6 +81,9 @@ async def test_empty_messages_are_echoed(echo: Gateway, kind: str) -> None:
         client.protocol.send_binary(b"")
     await client.flush()
     assert await client.message() == ("" if kind == "text" else b"")
+    client.protocol.send_text(b"next")
+    await client.flush()
+    assert await client.message() == "next"
     await client.close()
 
 
