@@ -191,3 +191,67 @@ async def test_large_messages_round_trip_with_a_raised_limit(stack: Stack) -> No
     assert await client.message(timeout=30) == b"\xa5" * size
     assert await client.message(timeout=30) == "*" * size
     await client.close()
+
+
+def _mixed_stream() -> tuple[bytes, list[str | bytes]]:
+    """Frames the gateway reads itself (whole, final text/binary) between frames websockets
+    reads (a ping, a fragmented message), with 7-bit and 16-bit lengths, in one stream."""
+    frames = [
+        (frame_bytes(Opcode.TEXT, b"a"), "a"),
+        (frame_bytes(Opcode.BINARY, b"\x01\x02"), b"\x01\x02"),
+        (frame_bytes(Opcode.PING, b"p"), None),
+        (frame_bytes(Opcode.TEXT, b"b1", fin=False), None),
+        (frame_bytes(Opcode.CONT, b"b2"), "b1b2"),
+        (frame_bytes(Opcode.TEXT, "é".encode() * 100), "é" * 100),
+        (frame_bytes(Opcode.TEXT, b""), ""),
+        (frame_bytes(Opcode.TEXT, b"d"), "d"),
+    ]
+    return b"".join(f for f, _ in frames), [m for _, m in frames if m is not None]
+
+
+@pytest.mark.parametrize("cut", [None, 1, 3, 7, 30, 31, 33, 120, -1])
+async def test_frames_cut_anywhere_between_writes_are_echoed_in_order(
+    echo: Gateway, cut: int | None
+) -> None:
+    """However the stream is split between TCP writes (inside a header, a mask, a
+    payload, a control frame), every message comes back once, in order, and the ping
+    gets its pong."""
+    client = await RawClient.open(echo.port)
+    stream, expected = _mixed_stream()
+    if cut is None:
+        await client.write_raw(stream)
+    else:
+        await client.write_raw(stream[:cut])
+        # The gateway reads the first part alone before the second arrives.
+        await eventually(lambda: client.writer.transport.get_write_buffer_size() == 0)
+        await client.write_raw(stream[cut:])
+    frames = [await client.frame() for _ in range(len(expected) + 1)]
+    assert [f.data for f in frames if f.opcode is Opcode.PONG] == [b"p"]
+    data = [f for f in frames if f.opcode is not Opcode.PONG]
+    messages = [f.data.decode() if f.opcode is Opcode.TEXT else bytes(f.data) for f in data]
+    assert messages == expected
+    await client.close()
+
+
+_BAD_FRAMES = {
+    "invalid UTF-8": (frame_bytes(Opcode.TEXT, b"caf\xc3"), CloseCode.INVALID_DATA),
+    "unmasked": (frame_bytes(Opcode.TEXT, b"x", mask=False), PROTOCOL_ERROR),
+    "RSV1 set": (frame_bytes(Opcode.TEXT, b"x", rsv=4), PROTOCOL_ERROR),
+    "over the size limit": (frame_bytes(Opcode.TEXT, b"x" * 70_000), CloseCode.MESSAGE_TOO_BIG),
+}
+
+
+@pytest.mark.parametrize("case", list(_BAD_FRAMES))
+async def test_a_bad_frame_after_good_ones_in_one_write_closes_after_answering_them(
+    echo: Gateway, case: str
+) -> None:
+    """The good frames before a bad one in the same write become requests; the bad one
+    closes the socket with its code (the close frame goes out at once, before their
+    replies could); the frame after it is not read."""
+    bad, code = _BAD_FRAMES[case]
+    client = await RawClient.open(echo.port)
+    good = frame_bytes(Opcode.TEXT, b"one") + frame_bytes(Opcode.TEXT, b"two")
+    await client.write_raw(good + bad + frame_bytes(Opcode.TEXT, b"after"))
+    assert await client.closed() == code, case
+    assert echo.metrics.total("hopline_requests_total") == 2, case
+    await eventually(lambda: echo.active_websockets == 0, message="session ended")
