@@ -60,10 +60,7 @@ import time
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import (
-    AbstractConnection,
-    AbstractIncomingMessage,
-)
+from aio_pika.abc import AbstractConnection
 from aiormq.exceptions import ChannelInvalidStateError, DeliveryError, PublishError
 
 from gateway.config import GatewaySettings
@@ -90,6 +87,7 @@ from hopline.wire.batch import (
 )
 from hopline.wire.connect import redact_url
 from hopline.wire.errors import ErrorCode, Failure
+from hopline.wire.incoming import Incoming
 from hopline.wire.liveness import is_blocked
 from hopline.wire.publish import publish
 
@@ -393,10 +391,7 @@ class Broker:
 
     # Replies
 
-    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        self._on_reply_sync(message)
-
-    def _on_reply_sync(self, message: AbstractIncomingMessage) -> None:
+    def _on_reply(self, message: Incoming) -> None:
         if message.content_type == PARTIAL_CONTENT_TYPE:
             self._on_partial(message)
             return
@@ -410,7 +405,7 @@ class Broker:
         for request, result in zip(entry.requests, results, strict=True):
             self._finish(request, result)
 
-    def _on_partial(self, message: AbstractIncomingMessage) -> None:
+    def _on_partial(self, message: Incoming) -> None:
         """Chunks of streamed replies: to their owners now; the entry stays pending."""
         entry = self.table.peek(message.correlation_id)
         if entry is None:
@@ -477,8 +472,8 @@ class Broker:
         await self.monitor.sample(channel)
 
 
-def _header(message: AbstractIncomingMessage, name: str) -> str | None:
-    value = (message.headers or {}).get(name)
+def _header(message: Incoming, name: str) -> str | None:
+    value = message.headers.get(name)
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -16,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from aiormq.abc import DeliveredMessage
 
 from gateway.config import GatewaySettings
 from gateway.monitor import QueueMonitor
 from hopline.wire.connect import Link
+from hopline.wire.incoming import Incoming
 from hopline.wire.liveness import Watchdog, heartbeat_of
 
 __all__ = ["BrokerLinks"]
@@ -35,7 +37,9 @@ class BrokerLinks:
     Args:
         settings: broker addresses, topology, connect timeouts.
         monitor: told when the input queues could be declared again.
-        on_reply: consumes every message of the reply queue.
+        on_reply: called with every message of the reply queue (consumed without
+            acks through aiormq directly: no aio-pika message object or second task
+            per delivery, see :mod:`hopline.wire.incoming`).
         on_reply_path_lost: called when the consume connection is lost.
     """
 
@@ -43,7 +47,7 @@ class BrokerLinks:
         self,
         settings: GatewaySettings,
         monitor: QueueMonitor,
-        on_reply: Callable[[AbstractIncomingMessage], Awaitable[None]],
+        on_reply: Callable[[Incoming], None],
         on_reply_path_lost: Callable[[], None],
     ) -> None:
         self.settings = settings
@@ -125,12 +129,17 @@ class BrokerLinks:
         await self.settings.topology.declare(monitor_channel)
         consume_channel = await conn.channel()
         name = f"hopline.reply.{uuid.uuid4()}"
-        queue = await consume_channel.declare_queue(name, exclusive=True, auto_delete=True)
-        await queue.consume(self._on_reply, no_ack=True)
+        await consume_channel.declare_queue(name, exclusive=True, auto_delete=True)
+        underlay = await consume_channel.get_underlay_channel()
+        await underlay.basic_consume(name, self._on_delivery, no_ack=True)
         self._monitor_channel = monitor_channel
         self.consume_channel = consume_channel
         self.reply_queue_name = name
         self.monitor.reachable()
+
+    async def _on_delivery(self, message: DeliveredMessage) -> None:
+        """aiormq's consumer callback (it runs each delivery as a task)."""
+        self._on_reply(Incoming(message))
 
     def _consume_lost(self, exc: BaseException | None) -> None:
         self.consume_channel = None

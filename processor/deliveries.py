@@ -30,7 +30,7 @@ from hopline.wire.batch import (
     encode_replies,
 )
 from hopline.wire.errors import ErrorCode
-from processor.incoming import Incoming
+from hopline.wire.incoming import Incoming
 
 __all__ = ["count_delivery", "error_reply", "failed_deliveries"]
 

@@ -30,7 +30,7 @@ from typing import Any
 from aio_pika.abc import AbstractQueue
 from aiormq.abc import DeliveredMessage
 
-from processor.incoming import Incoming
+from hopline.wire.incoming import Incoming
 
 __all__ = ["Consumers"]
 
@@ -137,7 +137,7 @@ class Consumers:
                     tag = self._tags.get(queue.name)
                     if want and tag is None:
                         # aiormq's consumer directly: no aio-pika IncomingMessage and
-                        # inner task per delivery (processor.incoming).
+                        # inner task per delivery (hopline.wire.incoming).
                         channel = await queue.channel.get_underlay_channel()
                         ok = await channel.basic_consume(queue.name, self._on_delivery)
                         assert ok.consumer_tag is not None

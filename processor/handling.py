@@ -33,9 +33,9 @@ from hopline.wire.batch import (
     encode_replies,
 )
 from hopline.wire.errors import ErrorCode
+from hopline.wire.incoming import Incoming
 from processor.calls import Caller
 from processor.deliveries import failed_deliveries
-from processor.incoming import Incoming
 from processor.streams import MessageStreams
 
 __all__ = ["Handling", "Outgoing", "expired"]

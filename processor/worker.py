@@ -68,6 +68,7 @@ from hopline.wire.batch import (
     BATCH_CONTENT_TYPE,
 )
 from hopline.wire.connect import Link
+from hopline.wire.incoming import Incoming
 from hopline.wire.liveness import Watchdog, heartbeat_of
 from hopline.wire.publish import publish
 from processor.calls import Caller
@@ -76,7 +77,6 @@ from processor.deliveries import count_delivery
 from processor.flow import Consumers
 from processor.handlers import Handler, Hooks
 from processor.handling import Handling, expired
-from processor.incoming import Incoming
 from processor.streams import ControlQueue, MessageStreams
 
 __all__ = ["READY_LINE", "Processor"]

@@ -1,10 +1,13 @@
-"""One delivered request as the processor reads it: aiormq's delivery, aio-pika's names.
+"""One delivered message as hopline reads it: aiormq's delivery, aio-pika's names.
+
+The processor reads its requests this way and the gateway its replies: both consume
+through aiormq's channel directly (``basic_consume`` on the underlay channel).
 
 Contract:
 
-* :class:`Incoming` wraps an aiormq ``DeliveredMessage`` (consumed with manual acks)
-  and offers what the processor reads of aio-pika's ``IncomingMessage``, with the
-  same values (``tests/processor/test_incoming.py`` compares them on one message):
+* :class:`Incoming` wraps an aiormq ``DeliveredMessage``
+  and offers what hopline reads of aio-pika's ``IncomingMessage``, with the
+  same values (``tests/wire/test_incoming.py`` compares them on one message):
   ``body``, ``headers`` (a dict, empty when the message has none),
   ``correlation_id``, ``reply_to``, ``content_type``, ``expiration`` (seconds, a
   float), ``delivery_mode``, ``delivery_tag``, ``redelivered``, ``routing_key``,
@@ -14,8 +17,9 @@ Contract:
   RabbitMQ closes the channel).
 
 Why: building aio-pika's ``IncomingMessage`` (some thirty guarded attribute sets)
-was about a tenth of the processor's Python time per message; most of those
-attributes are never read.
+was about a tenth of the processor's Python time per message, and aio-pika runs the
+callback in a second task; most of those attributes are never read. ``ack()`` and
+the like are for messages consumed with manual acks (the gateway consumes without).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ __all__ = ["Incoming"]
 
 
 class Incoming:
-    """A delivered request message (see the module docstring)."""
+    """A delivered message (see the module docstring)."""
 
     __slots__ = ("_channel", "_properties", "body", "delivery_tag", "redelivered", "routing_key")
 

@@ -1,4 +1,4 @@
-"""processor.incoming.Incoming reads a delivery as aio-pika's IncomingMessage does."""
+"""hopline.wire.incoming.Incoming reads a delivery as aio-pika's IncomingMessage does."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 
-from processor.incoming import Incoming
+from hopline.wire.incoming import Incoming
 
 
 @pytest.fixture
