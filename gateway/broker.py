@@ -16,8 +16,8 @@ Contract:
   loop's clock has moved (uvloop's counts whole milliseconds; asyncio's: every
   request), on every reply-path loss and on :meth:`Broker.stop_accepting`. A request
   that slips through in the millisecond a link drops fails at its publish, with the
-  same ``unavailable``; at 15,000 requests/s the checks cost about 3 % of the
-  gateway's CPU when made for each request.
+  same ``unavailable``. Made for every request, the checks cost about 5 % of the
+  gateway's CPU in a closed loop (``bench/stalls.py --mode closed --compare``).
 * Requests submitted in the same event-loop tick are published together: as one
   batch message on the batch queue while hopline processors consume it, else as
   one plain AMQP RPC message each on the input queue. A batch closes at
