@@ -16,6 +16,10 @@ Contract:
   just lost tried last: a partitioned node only answers with silence, costing a
   whole attempt timeout) until it is closed. Channels are not restored behind the
   owner's back: ``setup`` builds everything anew on each connection.
+* An attempt that fails or is cancelled closes the connection object it made
+  (:func:`_connect_once`): ``aio_pika.connect`` leaves it unclosed, and aio-pika's
+  ``__del__`` then schedules ``close()`` on whatever loop is current when the
+  garbage collector finds it, a coroutine that may never run.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
@@ -91,7 +95,7 @@ async def open_connection(
     for url in _ordered(parse_amqp_urls(urls), order):
         try:
             async with asyncio.timeout(attempt_timeout):
-                return await aio_pika.connect(url, client_properties={"connection_name": name})
+                return await _connect_once(url, name)
         except _ATTEMPT_ERRORS as exc:
             reasons.append(f"{redact_url(url)}: {_reason(exc, attempt_timeout, url)}")
     raise BrokerUnavailable("cannot reach RabbitMQ at " + "; ".join(reasons))
@@ -265,9 +269,7 @@ class Link:
             conn: AbstractConnection | None = None
             try:
                 async with asyncio.timeout(self.attempt_timeout):
-                    conn = await aio_pika.connect(
-                        url, client_properties={"connection_name": self.name}
-                    )
+                    conn = await _connect_once(url, self.name)
                     await self.setup(conn)
                 self._current = url
                 return conn
@@ -287,6 +289,27 @@ class Link:
                         async with asyncio.timeout(1.0):
                             await conn.close()
         return None
+
+
+async def _connect_once(url: str, name: str) -> AbstractConnection:
+    """``aio_pika.connect(url)`` named ``name``; on failure or cancellation the connection
+    object it made is closed before the exception goes on (see the module docstring)."""
+    made: list[AbstractConnection] = []
+
+    def connection_class(*args: Any, **kwargs: Any) -> AbstractConnection:
+        conn = aio_pika.Connection(*args, **kwargs)
+        made.append(conn)
+        return conn
+
+    try:
+        return await aio_pika.connect(
+            url, client_properties={"connection_name": name}, connection_class=connection_class
+        )
+    except BaseException:
+        for conn in made:
+            with contextlib.suppress(Exception):
+                await conn.close()
+        raise
 
 
 async def _close_quietly(conn: AbstractConnection, timeout: float) -> None:

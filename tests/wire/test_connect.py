@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
+import aio_pika
 import pytest
 from aio_pika.abc import AbstractConnection
 
@@ -62,6 +64,36 @@ async def test_no_address_answers_names_each_one() -> None:
     with pytest.raises(BrokerUnavailable) as info:
         await open_connection([first, second], "test", 1.0)
     assert redact_url(first) in str(info.value) and redact_url(second) in str(info.value)
+
+
+async def test_a_failed_attempt_leaves_no_connection_to_close_behind() -> None:
+    """aio_pika.connect leaves the connection of an attempt that times out alive and
+    unclosed; whenever it was collected, aio-pika scheduled a close() on whatever loop
+    was current (between tests: a coroutine never awaited, a failure of whichever test
+    ran then). The attempt closes it itself."""
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # accepts TCP, never speaks AMQP
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(BrokerUnavailable):
+            await open_connection([f"amqp://guest:guest@127.0.0.1:{port}/"], "test", 0.5)
+        gc.collect()
+        left = [
+            conn
+            for conn in gc.get_objects()
+            if isinstance(conn, aio_pika.Connection) and conn.url.port == port
+        ]
+        assert all(conn.is_closed for conn in left)
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_link_reconnects_and_runs_setup_again(rabbitmq_url: str) -> None:
