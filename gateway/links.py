@@ -20,12 +20,11 @@ from collections.abc import Callable
 from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractConnection
-from aiormq.abc import DeliveredMessage
 
 from gateway.config import GatewaySettings
 from gateway.monitor import QueueMonitor
 from hopline.wire.connect import Link
-from hopline.wire.incoming import Incoming
+from hopline.wire.incoming import Incoming, consume
 from hopline.wire.liveness import Watchdog, heartbeat_of
 
 __all__ = ["BrokerLinks"]
@@ -130,16 +129,14 @@ class BrokerLinks:
         consume_channel = await conn.channel()
         name = f"hopline.reply.{uuid.uuid4()}"
         await consume_channel.declare_queue(name, exclusive=True, auto_delete=True)
-        underlay = await consume_channel.get_underlay_channel()
-        await underlay.basic_consume(name, self._on_delivery, no_ack=True)
+        await consume(consume_channel, name, self._on_delivery, no_ack=True)
         self._monitor_channel = monitor_channel
         self.consume_channel = consume_channel
         self.reply_queue_name = name
         self.monitor.reachable()
 
-    async def _on_delivery(self, message: DeliveredMessage) -> None:
-        """aiormq's consumer callback (it runs each delivery as a task)."""
-        self._on_reply(Incoming(message))
+    async def _on_delivery(self, message: Incoming) -> None:
+        self._on_reply(message)
 
     def _consume_lost(self, exc: BaseException | None) -> None:
         self.consume_channel = None

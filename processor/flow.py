@@ -28,9 +28,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aio_pika.abc import AbstractQueue
-from aiormq.abc import DeliveredMessage
 
-from hopline.wire.incoming import Incoming
+from hopline.wire.incoming import Incoming, consume
 
 __all__ = ["Consumers"]
 
@@ -61,10 +60,6 @@ class Consumers:
         self._stopped = False
         self._lock = asyncio.Lock()
         self._sync_task: asyncio.Task[None] | None = None
-
-    def _on_delivery(self, message: DeliveredMessage) -> Awaitable[None]:
-        """aiormq's consumer callback: the coroutine aiormq runs as this delivery's task."""
-        return self._callback(Incoming(message))
 
     @property
     def paused(self) -> bool:
@@ -136,12 +131,9 @@ class Consumers:
                 for queue in self._queues:
                     tag = self._tags.get(queue.name)
                     if want and tag is None:
-                        # aiormq's consumer directly: no aio-pika IncomingMessage and
-                        # inner task per delivery (hopline.wire.incoming).
-                        channel = await queue.channel.get_underlay_channel()
-                        ok = await channel.basic_consume(queue.name, self._on_delivery)
-                        assert ok.consumer_tag is not None
-                        self._tags[queue.name] = ok.consumer_tag
+                        self._tags[queue.name] = await consume(
+                            queue.channel, queue.name, self._callback
+                        )
                     elif not want and tag is not None:
                         del self._tags[queue.name]
                         with contextlib.suppress(Exception):

@@ -1,7 +1,7 @@
 """One delivered message as hopline reads it: aiormq's delivery, aio-pika's names.
 
 The processor reads its requests this way and the gateway its replies: both consume
-through aiormq's channel directly (``basic_consume`` on the underlay channel).
+through aiormq's channel directly with :func:`consume`.
 
 Contract:
 
@@ -24,11 +24,33 @@ the like are for messages consumed with manual acks (the gateway consumes withou
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aio_pika.abc import AbstractChannel
 from aiormq.abc import DeliveredMessage
 
-__all__ = ["Incoming"]
+__all__ = ["Incoming", "consume"]
+
+
+async def consume(
+    channel: AbstractChannel,
+    queue: str,
+    on_message: Callable[[Incoming], Awaitable[None]],
+    *,
+    no_ack: bool = False,
+) -> str:
+    """Consume ``queue`` on ``channel``'s aiormq channel; returns the consumer tag.
+
+    Each delivery reaches ``on_message`` as an :class:`Incoming`, in the one task
+    aiormq runs it in (no aio-pika ``IncomingMessage``, no second task).
+    """
+    underlay = await channel.get_underlay_channel()
+    ok = await underlay.basic_consume(
+        queue, lambda message: on_message(Incoming(message)), no_ack=no_ack
+    )
+    assert ok.consumer_tag is not None
+    return ok.consumer_tag
 
 
 class Incoming:
